@@ -1,0 +1,32 @@
+"""Models: the Vision Transformer, its position encodings, attention and the registry."""
+
+from vitfas.models.attention import Attention, Block, DropPath, LayerScale, Mlp
+from vitfas.models.pos_embed import RelativePositionBias, resample_pos_embed, sincos_2d
+from vitfas.models.registry import (
+    create_model,
+    get_entry,
+    list_models,
+    model_config,
+    register_model,
+)
+from vitfas.models.vit import PatchEmbed, ViTConfig, VisionTransformer, vit_config
+
+__all__ = [
+    "Attention",
+    "Block",
+    "DropPath",
+    "LayerScale",
+    "Mlp",
+    "PatchEmbed",
+    "RelativePositionBias",
+    "ViTConfig",
+    "VisionTransformer",
+    "create_model",
+    "get_entry",
+    "list_models",
+    "model_config",
+    "register_model",
+    "resample_pos_embed",
+    "sincos_2d",
+    "vit_config",
+]
