@@ -109,6 +109,7 @@ def create_model(
         overrides["img_size"] = img_size
     config = model_config(name, **overrides)
     model = get_entry(name).builder(config)
+    model.registry_name = name
     if pretrained:
         from vitfas.weights import load_pretrained
 

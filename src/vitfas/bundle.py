@@ -1,0 +1,238 @@
+"""The model bundle: the folder that ``train`` writes and ``eval``, ``predict``, ``explain``,
+``export`` and ``serve`` read.
+
+Layout::
+
+    bundle/
+      config.json        format_version, architecture, adapters, class_names, live_index,
+                         preprocessing, threshold, training
+      model.safetensors  weights (or, for an adapter-only bundle, just the adapter/head
+                         weights plus ``base_checkpoint`` in config.json)
+      metrics.json       dev and test figures as ``eval`` writes them (optional)
+      README.md          a short model card generated from the above
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vitfas.errors import BadCheckpointError
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Bundle:
+    """A loaded bundle: the model (eval mode) and everything needed to use it faithfully.
+
+    Attributes:
+        model: the network, ``[B, 3, H, W] -> [B, num_classes]`` logits.
+        path: the bundle folder.
+        config: the whole parsed ``config.json``.
+    """
+
+    model: nn.Module
+    path: Path
+    config: dict[str, Any]
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.config.get("class_names", []))
+
+    @property
+    def live_index(self) -> int | None:
+        """Index of the live class among the logits, ``None`` for non-FAS bundles."""
+        return self.config.get("live_index")
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        return dict(self.config.get("preprocessing", {}))
+
+    @property
+    def threshold(self) -> float | None:
+        """The operating threshold on P(live) chosen on dev data, if any."""
+        t = self.config.get("threshold")
+        return None if t is None else float(t["value"])
+
+    @property
+    def model_id(self) -> str:
+        """A short identifier: architecture name + the weights' hash prefix."""
+        arch = self.config.get("architecture", {}).get("name", "model")
+        return f"{arch}@{self.config.get('weights_sha256', '')[:12]}"
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_bundle(
+    out_dir: str | Path,
+    model: nn.Module,
+    *,
+    class_names: list[str],
+    live_index: int | None = None,
+    preprocessing: dict[str, Any] | None = None,
+    threshold: dict[str, Any] | None = None,
+    training: dict[str, Any] | None = None,
+    adapters: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    state_dict: dict[str, torch.Tensor] | None = None,
+    base_checkpoint: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write a bundle folder.
+
+    Args:
+        out_dir: folder to create (or overwrite files in).
+        model: a registry-built model; its ``config`` attribute (a dataclass with
+            ``to_dict``) and registry name (``model.registry_name`` if set) are recorded.
+        class_names: logit order; ``live_index`` names the live class for FAS.
+        preprocessing: crop recipe and normalisation (detector, scale, size, mean, std,
+            colour order, frames per video).
+        threshold: ``{"value": float, "criterion": "dev EER", "split": "dev"}``.
+        state_dict: weights to save instead of the full ``model.state_dict()`` (used for
+            adapter-only bundles, with ``base_checkpoint`` naming the rest).
+    """
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    arch_cfg = model.config.to_dict() if hasattr(model.config, "to_dict") else vars(model.config)
+    sd = state_dict if state_dict is not None else model.state_dict()
+    sd = {k: v.detach().contiguous().cpu() for k, v in sd.items()}
+    weights = out / "model.safetensors"
+    save_file(sd, str(weights), metadata={"format": "pt"})
+    config: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "architecture": {
+            "name": getattr(model, "registry_name", None),
+            "class": type(model).__name__,
+            "config": arch_cfg,
+        },
+        "adapters": adapters,
+        "class_names": list(class_names),
+        "live_index": live_index,
+        "preprocessing": preprocessing or {},
+        "threshold": threshold,
+        "training": training or {},
+        "base_checkpoint": base_checkpoint,
+        "weights_sha256": _sha256(weights),
+    }
+    if extra:
+        config.update(extra)
+    (out / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
+    if metrics is not None:
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
+    (out / "README.md").write_text(model_card(config, metrics))
+    return out
+
+
+def model_card(config: dict[str, Any], metrics: dict[str, Any] | None = None) -> str:
+    """A short Markdown model card from a bundle's config (and metrics, if any)."""
+    arch = config.get("architecture", {})
+    lines = [
+        f"# {arch.get('name') or arch.get('class', 'model')}",
+        "",
+        f"- classes: {config.get('class_names')} (live index: {config.get('live_index')})",
+    ]
+    thr = config.get("threshold")
+    if thr:
+        lines.append(
+            f"- threshold: {thr.get('value'):.6g} ({thr.get('criterion')}, chosen on "
+            f"{thr.get('split')})"
+        )
+    pre = config.get("preprocessing") or {}
+    if pre:
+        lines.append("- preprocessing: " + ", ".join(f"{k}={v}" for k, v in pre.items()))
+    if config.get("adapters"):
+        lines.append(f"- adapters: {config['adapters']}")
+    if config.get("base_checkpoint"):
+        lines.append(f"- base checkpoint: {config['base_checkpoint']}")
+    tr = config.get("training") or {}
+    if tr:
+        lines.append("- training: " + ", ".join(f"{k}={v}" for k, v in tr.items()))
+    if metrics:
+        lines += ["", "## Metrics", "", "```json", json.dumps(metrics, indent=2, default=str),
+                  "```"]
+    return "\n".join(lines) + "\n"
+
+
+def build_from_architecture(arch: dict[str, Any]) -> nn.Module:
+    """Build a model from a bundle's ``architecture`` block (registry name + full config)."""
+    import dataclasses
+
+    from vitfas.models.registry import _REGISTRY, get_entry
+
+    name, cfg = arch.get("name"), arch.get("config") or {}
+    if name:
+        entry = get_entry(name)
+    else:
+        cls_name = arch.get("class")
+        entry = next((e for e in _REGISTRY.values() if e.builder.__name__ == cls_name), None)
+        if entry is None:
+            raise BadCheckpointError(f"bundle architecture names no known model: {arch}")
+    config_cls = type(entry.config)
+    valid = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(cfg) - valid)
+    if unknown:
+        raise BadCheckpointError(
+            f"architecture config has unknown keys {unknown} for {config_cls.__name__}"
+        )
+    config = config_cls(**cfg) if not hasattr(config_cls, "from_dict") else config_cls.from_dict(cfg)
+    model = entry.builder(config)
+    model.registry_name = name
+    return model
+
+
+def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
+    """Load a bundle folder; the model is returned in eval mode on ``device``."""
+    from safetensors.torch import load_file
+
+    p = Path(path)
+    cfg_path = p / "config.json"
+    if not cfg_path.is_file():
+        raise BadCheckpointError(f"{p} is not a model bundle: {cfg_path} is missing")
+    try:
+        config = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise BadCheckpointError(f"{cfg_path}: invalid JSON ({exc})") from exc
+    if config.get("format_version") != FORMAT_VERSION:
+        raise BadCheckpointError(
+            f"{cfg_path}: format_version {config.get('format_version')!r}, expected "
+            f"{FORMAT_VERSION}"
+        )
+    model = build_from_architecture(config["architecture"])
+    if config.get("adapters"):
+        from vitfas.models import adapters as _adapters  # installed by the training issue
+
+        _adapters.add_adapters(model, **config["adapters"])
+    weights = p / "model.safetensors"
+    if not weights.is_file():
+        raise BadCheckpointError(f"{p}: model.safetensors is missing")
+    sd = load_file(str(weights))
+    if config.get("base_checkpoint"):
+        from vitfas.weights import load_checkpoint
+
+        base = load_checkpoint(config["base_checkpoint"], model)
+        base.update(sd)
+        sd = base
+    from vitfas.weights import check_and_load
+
+    check_and_load(model, sd, source=str(weights))
+    model.eval().to(device)
+    return Bundle(model=model, path=p, config=config)

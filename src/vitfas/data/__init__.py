@@ -1,0 +1,1 @@
+"""vitfas.data."""
