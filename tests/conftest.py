@@ -1,0 +1,43 @@
+"""Shared test fixtures. Nothing here downloads: the hub is forced offline."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _shared_dir() -> Path:
+    env = os.environ.get("VITFAS_SHARED")
+    return Path(env) if env else REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The project's ``shared/`` folder (beside the checkout); skips when absent."""
+    d = _shared_dir()
+    if not d.is_dir():
+        pytest.skip(f"shared/ folder not found at {d}")
+    return d
+
+
+@pytest.fixture(scope="session")
+def face_fixtures(shared_dir: Path) -> Path:
+    """``shared/fixtures/faces`` with the real live/print/replay photos; skips when absent."""
+    d = shared_dir / "fixtures" / "faces"
+    if not d.is_dir():
+        pytest.skip(f"face fixtures not found at {d}")
+    return d
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
