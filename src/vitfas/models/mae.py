@@ -317,8 +317,9 @@ class MaskedAutoencoderViT(nn.Module):
         self.grad_checkpointing = enable
 
     def no_weight_decay(self) -> set[str]:
-        """Parameter names that optimisers conventionally exclude from weight decay."""
-        return {"cls_token", "mask_token"}
+        """Names excluded from weight decay beyond biases and norms: none. The reference
+        pre-training decays the class and mask tokens (the position embeddings are fixed)."""
+        return set()
 
     @property
     def patch_size(self) -> int:
