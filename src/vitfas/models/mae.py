@@ -33,7 +33,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from vitfas.models.attention import Block
-from vitfas.models.pos_embed import sincos_2d
+from vitfas.models.pos_embed import resample_pos_embed, sincos_2d
 from vitfas.models.registry import register_model
 from vitfas.models.vit import PatchEmbed, VisionTransformer, ViTConfig
 
@@ -505,10 +505,18 @@ class MaskedAutoencoderViT(nn.Module):
         The ViT has a learnable position embedding initialised from the fixed sin-cos one
         (the MAE fine-tuning recipe) and a freshly initialised head of ``num_classes``.
         ``overrides`` go to the :class:`ViTConfig` (e.g. ``drop_path_rate=0.1``,
-        ``global_pool="avg", fc_norm=False``).
+        ``global_pool="avg", fc_norm=False``, or another ``img_size``, for which the
+        position embedding is resampled with the ViT's kernel).
         """
         vit = VisionTransformer(self.vit_config(num_classes, **overrides))
-        missing, unexpected = vit.load_state_dict(self.encoder_state_dict(), strict=False)
+        sd = self.encoder_state_dict()
+        if vit.config.grid_size != self.config.grid_size:  # fine-tuning at another size
+            sd["pos_embed"] = resample_pos_embed(
+                sd["pos_embed"], vit.config.grid_size, self.config.grid_size,
+                num_prefix_tokens=1, interpolation=vit.config.pos_embed_interp,
+                antialias=vit.config.pos_embed_antialias,
+            )
+        missing, unexpected = vit.load_state_dict(sd, strict=False)
         bad = [k for k in missing if not k.startswith("head.")] + list(unexpected)
         if bad:  # pragma: no cover - guarded by the tests of vit_config_from_mae
             raise RuntimeError(f"MAE encoder does not fit the ViT: {bad}")

@@ -15,6 +15,7 @@ Three sources are read:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -27,6 +28,8 @@ import torch
 
 from vitfas.errors import BadCheckpointError
 from vitfas.models.mae import MAEConfig, MaskedAutoencoderViT
+from vitfas.models.pos_embed import resample_pos_embed
+from vitfas.models.vit import VisionTransformer, ViTConfig
 from vitfas.weights.core import check_and_load
 
 log = logging.getLogger(__name__)
@@ -265,4 +268,42 @@ def load_mae(
     return model.to(device)
 
 
-__all__ = ["convert_hf_mae", "load_mae", "mae_config_from_hf"]
+def load_mae_encoder(
+    path: str | PathLike[str], num_classes: int = 0, **overrides: Any
+) -> VisionTransformer:
+    """A :class:`VisionTransformer` for fine-tuning, from any MAE checkpoint.
+
+    Args:
+        path: the ``encoder/`` folder of a ``pretrain-mae`` run (a headless ViT in vitfas
+            format), or anything :func:`load_mae` reads (the run's ``mae/`` folder, a Hugging
+            Face ViTMAE folder or hub id, a reference ``.pth`` with a decoder).
+        num_classes: size of the new, freshly initialised head (0 = no head).
+        overrides: :class:`ViTConfig` fields, e.g. ``drop_path_rate=0.1``, ``img_size=320``
+            (the position embedding is resampled), ``global_pool="avg", fc_norm=False``.
+
+    Returns:
+        The ViT in training mode; every encoder weight loaded, only the head is new.
+    """
+    p = Path(path)
+    cfg_file = p / "config.json"
+    if p.is_dir() and cfg_file.is_file():
+        cfg = json.loads(cfg_file.read_text())
+        arch = cfg.get("architecture") or {}
+        if cfg.get("format") == "vitfas" and arch.get("class") == "VisionTransformer":
+            saved = ViTConfig.from_dict(arch["config"])
+            vit_cfg = dataclasses.replace(saved, num_classes=num_classes, **overrides)
+            sd = _read_state_dict(p / "model.safetensors")
+            if vit_cfg.grid_size != saved.grid_size and "pos_embed" in sd:
+                sd["pos_embed"] = resample_pos_embed(
+                    sd["pos_embed"], vit_cfg.grid_size, saved.grid_size,
+                    num_prefix_tokens=saved.num_prefix_tokens if saved.pos_embed_on_prefix
+                    else 0, interpolation=vit_cfg.pos_embed_interp,
+                    antialias=vit_cfg.pos_embed_antialias,
+                )
+            vit = VisionTransformer(vit_cfg)
+            check_and_load(vit, sd, source=str(p), allow_head_mismatch=True)
+            return vit
+    return load_mae(path).to_vit(num_classes, **overrides)
+
+
+__all__ = ["convert_hf_mae", "load_mae", "load_mae_encoder", "mae_config_from_hf"]

@@ -16,7 +16,7 @@ from vitfas.cli import main
 from vitfas.models import VisionTransformer, ViTConfig
 from vitfas.pretrain.mae import collect_images
 from vitfas.weights.core import check_and_load
-from vitfas.weights.mae import load_mae
+from vitfas.weights.mae import load_mae, load_mae_encoder
 
 TINY = [
     "model.name=mae_vit_tiny_patch16", "model.img_size=32", "model.overrides.patch_size=8",
@@ -138,7 +138,17 @@ def test_pretrain_runs_writes_png_and_fine_tunable_encoder(image_dir: Path,
     missing, unexpected = vit2.load_state_dict(sd, strict=False)
     assert sorted(missing) == ["head.bias", "head.weight"] and not unexpected
     # the full MAE is reloadable and equals the trained weights
-    mae = load_mae(run / "mae")
+    mae = load_mae(run / "mae").eval()
+    # ... and the fine-tuning entry point gives a ViT computing exactly the MAE encoder
+    x = torch.randn(2, 3, 32, 32)
+    latent, _, _ = mae.forward_encoder(x, mask_ratio=0.0, noise=torch.arange(16.0).repeat(2, 1))
+    for src in ("encoder", "mae"):
+        vit = load_mae_encoder(run / src, num_classes=2).eval()
+        assert vit.head.out_features == 2
+        torch.testing.assert_close(vit.forward_features(x), latent, rtol=0, atol=1e-5)
+    big = load_mae_encoder(run / "encoder", num_classes=2, img_size=48)
+    assert big(torch.randn(1, 3, 48, 48)).shape == (1, 2)
+    assert big.pos_embed.shape == (1, 1 + 36, 32)
     ckpt = torch.load(run / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(mae.state_dict()[k], v) for k, v in ckpt.items())
     # a second run into the same folder must ask for --resume

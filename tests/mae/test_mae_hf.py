@@ -12,7 +12,7 @@ import torch
 from vitfas.errors import BadCheckpointError
 from vitfas.models.mae import MaskedAutoencoderViT
 from vitfas.weights.core import check_and_load
-from vitfas.weights.mae import convert_hf_mae, load_mae, mae_config_from_hf
+from vitfas.weights.mae import convert_hf_mae, load_mae, load_mae_encoder, mae_config_from_hf
 
 transformers = pytest.importorskip("transformers")
 
@@ -139,6 +139,22 @@ def test_loads_hf_folder_with_4x_names(tmp_path: Path) -> None:
     with torch.no_grad():
         torch.testing.assert_close(ours(x, noise=noise).loss, hf(x, noise=noise).loss,
                                    rtol=0, atol=1e-5)
+
+
+def test_hf_encoder_fine_tunes_as_vit(tmp_path: Path) -> None:
+    """An HF ViTMAE checkpoint -> a ViT whose features equal HF's ViTMAEModel with nothing
+    masked (mask_ratio 0, identity shuffle)."""
+    from safetensors.torch import save_file
+
+    hf = hf_model(mask_ratio=0.0)
+    save_file({k: v.contiguous() for k, v in hf.state_dict().items()},
+              str(tmp_path / "model.safetensors"))
+    (tmp_path / "config.json").write_text(json.dumps(hf.config.to_dict()))
+    vit = load_mae_encoder(tmp_path, num_classes=2).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        ref = hf.vit(pixel_values=x, noise=torch.arange(16.0).repeat(2, 1)).last_hidden_state
+        torch.testing.assert_close(vit.forward_features(x), ref, rtol=0, atol=1e-5)
 
 
 def test_conversion_errors_name_keys() -> None:
