@@ -225,3 +225,16 @@ def test_bad_config_is_a_clean_error(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["pretrain-mae", str(cfg), f"data.source={tmp_path}",
                  "model.name=vit_tiny_patch16_224"]) == 1
     assert "not an MAE" in capsys.readouterr().err
+
+
+def test_example_config_loads() -> None:
+    from vitfas.pretrain.mae import MAEOptimSection, PretrainMAEConfig
+    from vitfas.train.config import load_config
+
+    repo = Path(__file__).resolve().parents[2]
+    cfg = load_config(PretrainMAEConfig, repo / "configs" / "pretrain_mae.yaml")
+    assert cfg.model.name == "mae_vit_small_patch16" and cfg.trainer.precision == "bf16"
+    assert cfg.optim.lr == pytest.approx(1.5e-4 * cfg.trainer.batch_size / 256)
+    # a partial optim section keeps MAE's defaults, not the generic ones
+    part = load_config(PretrainMAEConfig, None, ["optim.lr=1e-4"])
+    assert isinstance(part.optim, MAEOptimSection) and part.optim.betas == (0.9, 0.95)
