@@ -221,3 +221,34 @@ def test_sincos_matches_reference_mae_formula() -> None:
                                         np.sin(h * omega), np.cos(h * omega)]))
     ref = torch.tensor(np.stack(rows), dtype=torch.float32)
     torch.testing.assert_close(sincos_2d((g, g), D), ref, rtol=0, atol=1e-7)
+
+
+def test_grad_checkpointing_same_loss_and_grads() -> None:
+    m = tiny().train()
+    x, noise = torch.randn(2, 3, 32, 32), torch.rand(2, 16)
+    m(x, noise=noise).loss.backward()
+    g = {k: p.grad.clone() for k, p in m.named_parameters()}
+    m.zero_grad()
+    m.set_grad_checkpointing()
+    m(x, noise=noise).loss.backward()
+    for k, p in m.named_parameters():
+        torch.testing.assert_close(p.grad, g[k], rtol=0, atol=1e-6)
+
+
+def test_reference_pth_checkpoints(tmp_path) -> None:
+    """facebookresearch/mae files: {"model": state dict} with our names; the "pretrain"
+    releases hold the encoder only and load straight into a ViT."""
+    from vitfas.weights.mae import load_mae, load_mae_encoder
+
+    m = tiny()
+    torch.save({"model": m.state_dict(), "epoch": 799}, tmp_path / "vis.pth")
+    again = load_mae(tmp_path / "vis.pth", **TINY)
+    assert all(torch.equal(again.state_dict()[k], v) for k, v in m.state_dict().items())
+    torch.save({"model": m.encoder_state_dict()}, tmp_path / "pretrain.pth")
+    enc_kw = {k: TINY[k] for k in ("img_size", "patch_size", "embed_dim", "depth", "num_heads")}
+    vit = load_mae_encoder(tmp_path / "pretrain.pth", num_classes=3, **enc_kw).eval()
+    x = torch.randn(1, 3, 32, 32)
+    latent, _, _ = m.forward_encoder(x, mask_ratio=0.0, noise=torch.arange(16.0)[None])
+    torch.testing.assert_close(vit.forward_features(x), latent, rtol=0, atol=1e-5)
+    with pytest.raises(BadCheckpointError, match="missing keys"):
+        load_mae(tmp_path / "pretrain.pth", **TINY)

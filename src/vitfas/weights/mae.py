@@ -275,8 +275,10 @@ def load_mae_encoder(
 
     Args:
         path: the ``encoder/`` folder of a ``pretrain-mae`` run (a headless ViT in vitfas
-            format), or anything :func:`load_mae` reads (the run's ``mae/`` folder, a Hugging
-            Face ViTMAE folder or hub id, a reference ``.pth`` with a decoder).
+            format); a reference encoder-only ``.pth`` (``mae_pretrain_vit_base.pth``; give
+            the size in ``overrides`` when not ViT-B/16, e.g. ``embed_dim=1024, depth=24,
+            num_heads=16``); or anything :func:`load_mae` reads (the run's ``mae/`` folder,
+            a Hugging Face ViTMAE folder or hub id, a reference ``.pth`` with a decoder).
         num_classes: size of the new, freshly initialised head (0 = no head).
         overrides: :class:`ViTConfig` fields, e.g. ``drop_path_rate=0.1``, ``img_size=320``
             (the position embedding is resampled), ``global_pool="avg", fc_norm=False``.
@@ -301,6 +303,16 @@ def load_mae_encoder(
                     antialias=vit_cfg.pos_embed_antialias,
                 )
             vit = VisionTransformer(vit_cfg)
+            check_and_load(vit, sd, source=str(p), allow_head_mismatch=True)
+            return vit
+    if p.is_file():
+        sd = _read_state_dict(p)
+        if not any(k.startswith(("decoder", "mask_token", "vit.")) for k in sd):
+            # a reference "pretrain" file: the encoder alone, in ViT names already
+            from vitfas.models.mae import vit_config_from_mae
+
+            base = vit_config_from_mae(MAEConfig(), num_classes=num_classes)
+            vit = VisionTransformer(dataclasses.replace(base, **overrides))
             check_and_load(vit, sd, source=str(p), allow_head_mismatch=True)
             return vit
     return load_mae(path).to_vit(num_classes, **overrides)
