@@ -161,11 +161,13 @@ def _readable(path: Path) -> str | None:
         return f"unreadable ({exc.__class__.__name__})"
 
 
-def collect_images(source: str | Path, split: str = "") -> ImageList:
+def collect_images(source: str | Path, split: str = "", quiet: bool = True) -> ImageList:
     """Every readable image under a folder, or listed in a manifest CSV.
 
     Unreadable, missing and non-image entries (e.g. videos in a manifest) are skipped and
-    counted, not fatal.
+    counted, not fatal. Only headers are read here (a progress bar shows for large sets
+    unless ``quiet``); a file corrupt beyond its header fails later with a
+    :class:`BadImageError` naming it.
 
     Raises:
         BadDataError: the source does not exist, a manifest without a ``path`` column, or
@@ -203,8 +205,11 @@ def collect_images(source: str | Path, split: str = "") -> ImageList:
     else:
         raise BadDataError(f"data.source {src} does not exist (expected an image folder or a "
                            f"manifest CSV)")
+    from tqdm.auto import tqdm
+
     paths = []
-    for p in listed:
+    for p in tqdm(listed, desc="checking images", unit="img", leave=False,
+                  disable=quiet or len(listed) < 2000):
         why = _readable(p)
         if why is None:
             paths.append(p)
@@ -409,7 +414,7 @@ def pretrain_mae(
     if resume and not (run_dir / "last.pt").exists():
         raise BadConfigError(f"--resume: no checkpoint {run_dir / 'last.pt'} to resume from")
     _check_model_name(cfg.model)
-    images = collect_images(cfg.data.source, cfg.data.split)
+    images = collect_images(cfg.data.source, cfg.data.split, quiet=quiet)
     if images.skipped:
         log.warning("skipped %d of %d entries in %s (first: %s: %s)", len(images.skipped),
                     len(images.skipped) + len(images.paths), cfg.data.source,
