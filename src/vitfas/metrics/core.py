@@ -47,7 +47,10 @@ log = logging.getLogger(__name__)
 BONA_FIDE = "none"  # attack_type of a bona fide (live) presentation, as in the manifest
 DEFAULT_ATTACK = "attack"  # attack_type given to attacks when none is known
 OCIM_LABEL = "comparable to published OCIM tables"
-_LIVE_NAMES = {"live", "bona fide", "bonafide", "bona_fide", "real", "genuine", "1", "true"}
+LIVE_LABELS = frozenset(
+    {"live", "bona fide", "bonafide", "bona_fide", "real", "genuine", "1", "true"}
+)
+_LIVE_NAMES = LIVE_LABELS
 _ATTACK_NAMES = {"spoof", "attack", "fake", "0", "false"}
 
 AttackFTA = Literal["reject", "accept"]
