@@ -117,7 +117,7 @@ def score_manifest(
     progress: bool = True,
     open_dataset: Callable[[Path, Any], Any] | None = None,
 ) -> ScoredManifest:
-    """Score the rows of ``manifest`` (those of ``splits``, or all) with ``bundle``'s model.
+    """Score the rows of ``manifest`` (those of ``splits``; all if none matches) with ``bundle``.
 
     Returns per-row P(live) (``[N]``, ``nan`` where FTA). FTA rows (see :func:`row_is_fta`)
     are not read. ``open_dataset(manifest, bundle)`` builds the dataset (default:
@@ -139,6 +139,8 @@ def score_manifest(
     keep = np.ones(n, dtype=bool) if not splits else np.array(
         [str(r.get("split", "")).strip() in set(splits) for r in rows]
     )
+    if not keep.any():  # none of the named splits: score everything
+        keep[:] = True
     fta = np.array([row_is_fta(r) for r in rows])
     todo = [i for i in range(n) if keep[i] and not fta[i]]
     scores = np.full(n, np.nan)
@@ -220,8 +222,8 @@ def run_eval(
     from vitfas.bundle import load_bundle
 
     bundle = load_bundle(bundle_path, device=device)
-    sm = score_manifest(bundle, manifest, None, batch_size, num_workers, device, progress,
-                        open_dataset)
+    sm = score_manifest(bundle, manifest, [dev_split, test_split], batch_size, num_workers,
+                        device, progress, open_dataset)
     present = {str(r.get("split", "")).strip() for r in sm.rows}
     wanted = [s for s in (dev_split, test_split) if s in present]
     species = sorted({str(r.get("attack_type", "")).strip() for r in sm.rows
