@@ -315,3 +315,26 @@ def test_video_aggregation_mean_of_acquired_frames():
     assert r.confusion["replay"]["fta"] == 1
     with pytest.raises(BadDataError, match="video 'A'"):
         aggregate_videos(s, ["A", "A", "A", "B", "C", "C", "D"])
+
+
+def test_curve_and_eer_agree_with_sklearn_det_curve():
+    from sklearn.metrics import det_curve
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 400)
+    x = np.round(rng.normal(y * 1.2, 1.0), 2)
+    s = Scores.from_arrays(x, y)
+    fpr, fnr, thr = det_curve(y, x)  # sklearn: positive (live) when score >= threshold
+    c = curve(s)
+    k = np.searchsorted(c.thresholds, thr)
+    np.testing.assert_allclose(c.thresholds[k], thr)
+    np.testing.assert_allclose(c.apcer_pooled[k], fpr, atol=1e-12)
+    np.testing.assert_allclose(c.bpcer[k], fnr, atol=1e-12)
+    # the EER lies on the segment where FNR - FPR changes sign
+    e = eer(s).value
+    d = c.bpcer - c.apcer_pooled
+    j = int(np.argmax(d >= 0))
+    lo, hi = sorted([c.apcer_pooled[j - 1], c.apcer_pooled[j]])
+    assert lo - 1e-12 <= e <= hi + 1e-12
+    lo, hi = sorted([c.bpcer[j - 1], c.bpcer[j]])
+    assert lo - 1e-12 <= e <= hi + 1e-12
