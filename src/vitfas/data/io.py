@@ -39,7 +39,7 @@ def _to_rgb_array(img: Image.Image, name: str) -> np.ndarray:
                 background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
                 img = Image.alpha_composite(background, rgba)
             img = img.convert("RGB")
-        arr = np.asarray(img, dtype=np.uint8)
+        arr = np.array(img, dtype=np.uint8)  # a writable copy
     except (OSError, ValueError, SyntaxError) as exc:
         raise BadImageError(f"{name}: cannot decode image ({exc})") from exc
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
