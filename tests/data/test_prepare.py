@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from vitfas.data.datasets import ManifestDataset
 from vitfas.data.io import load_image
 from vitfas.data.manifest import COLUMNS, read_manifest, write_manifest
 from vitfas.data.prepare import prepare
@@ -63,9 +64,19 @@ def test_prepare_counts_and_crops(src: Path, tmp_path: Path) -> None:
                                   "no_face_inputs": 1, "unreadable": 0}
     assert s["datasets"]["b"] == {"inputs": 4, "crops": 1, "no_face_frames": 0,
                                   "no_face_inputs": 0, "unreadable": 3}
-    rows = read_manifest(out / "manifest.csv")
+    allrows = read_manifest(out / "manifest.csv")
+    # frames without a face stay in the manifest as failures to acquire (fta=1)
+    fta = [r for r in allrows if r["fta"] == "1"]
+    assert [(r["path"], r["frame"], r["label"]) for r in fta] == [
+        ("../src/blank.avi", "1", "spoof"), ("../src/blank.avi", "4", "spoof"),
+        ("../src/blank.avi", "7", "spoof")]
+    rows = [r for r in allrows if r["fta"] == "0"]
+    assert len(rows) == len(allrows) - 3
     assert [(Path(r["source_path"]).name, r["frame"]) for r in rows] == [
         ("live_v.avi", "1"), ("live_v.avi", "4"), ("live_v.avi", "7"), ("face.png", "")]
+    ds = ManifestDataset(out / "manifest.csv")
+    assert len(ds) == 4 and ds[0][0].shape == (3, 40, 40)
+    assert len(ManifestDataset(out / "manifest.csv", skip_fta=False)) == 7
     for r in rows:
         crop = load_image(out / r["path"])
         assert crop.shape == (40, 40, 3)
@@ -128,6 +139,9 @@ def test_prepare_parallel_matches_serial(src: Path, tmp_path: Path) -> None:
     rb = read_manifest(tmp_path / "b" / "manifest.csv")
     assert [r["path"] for r in ra] == [r["path"] for r in rb]
     for x, y in zip(ra, rb):
+        if x["fta"] == "1":
+            assert (x["source_path"], x["frame"]) == (y["source_path"], y["frame"])
+            continue
         np.testing.assert_array_equal(load_image(tmp_path / "a" / x["path"]),
                                       load_image(tmp_path / "b" / y["path"]))
 

@@ -20,6 +20,11 @@ from vitfas.errors import BadDataError
 log = logging.getLogger(__name__)
 
 
+def is_fta(row: Mapping[str, str]) -> bool:
+    """True when a manifest row is a failure to acquire (``fta`` is 1/true/yes)."""
+    return str(row.get("fta", "")).strip().lower() in ("1", "true", "yes")
+
+
 def _default_transform() -> v2.Compose:
     return v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
 
@@ -36,6 +41,8 @@ class ManifestDataset(Dataset):
             live/spoof (live index 1), else the sorted label names.
         split: keep only rows of this split (or any of these splits); ``None`` keeps all.
         root: base folder for relative paths when ``manifest`` is a list of rows.
+        skip_fta: drop failure-to-acquire rows (``fta`` column ``1``/``true``/``yes``, as
+            written by ``vitfas data prepare``): they have no face crop to train on.
 
     A row whose file is a video and whose ``frame`` is set reads that frame; image rows are
     read with :func:`vitfas.data.io.load_image` (EXIF applied).
@@ -53,6 +60,7 @@ class ManifestDataset(Dataset):
         class_names: Sequence[str] | None = None,
         split: str | Iterable[str] | None = None,
         root: str | Path | None = None,
+        skip_fta: bool = True,
     ) -> None:
         if isinstance(manifest, (str, Path)):
             self.manifest_path: Path | None = Path(manifest)
@@ -66,6 +74,11 @@ class ManifestDataset(Dataset):
             keep = {split} if isinstance(split, str) else set(split)
             rows = [r for r in rows if r.get("split", "") in keep]
         where = str(self.manifest_path or "manifest rows")
+        if skip_fta:
+            n = len(rows)
+            rows = [r for r in rows if not is_fta(r)]
+            if len(rows) < n:
+                log.info("%s: skipped %d failure-to-acquire rows (fta=1)", where, n - len(rows))
         if not rows:
             raise BadDataError(f"{where}: no rows" + (f" in split {split!r}" if split else ""))
         labels = sorted({r["label"] for r in rows})

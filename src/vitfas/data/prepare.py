@@ -11,7 +11,10 @@ counted; the run goes on.
 
 Output folder::
 
-    DIR/manifest.csv      one row per crop (input columns + source_path, face_box, face_score)
+    DIR/manifest.csv      one row per crop (input columns + source_path, face_box, face_score,
+                          fta=0), and one row per frame without a face (fta=1, path = the
+                          source video or image, face_box empty): the FTA convention that
+                          `vitfas eval` scores and ManifestDataset skips
     DIR/failures.csv      path, dataset, frame, reason (no_face | unreadable), detail
     DIR/summary.json      per-dataset counts
     DIR/prepare.json      settings (crop recipe, frames per video, format, input manifest)
@@ -35,7 +38,12 @@ import numpy as np
 from tqdm import tqdm
 
 from vitfas.data.io import load_image, save_image
-from vitfas.data.manifest import read_manifest, resolve_path, write_manifest
+from vitfas.data.manifest import (
+    read_manifest,
+    relative_to_manifest,
+    resolve_path,
+    write_manifest,
+)
 from vitfas.data.video import is_video_file, read_frame, sample_frames
 from vitfas.errors import BadConfigError, BadImageError, BadVideoError
 from vitfas.faces import CropRecipe, Face
@@ -129,6 +137,9 @@ def process_unit(
         if face is None:
             failures.append({"path": str(src), "dataset": dataset, "frame": fstr,
                              "reason": "no_face", "detail": f"{recipe.detector}: no face"})
+            # kept in the manifest as a failure to acquire (fta=1), pointing at the source
+            out_rows.append({**row, "path": str(src), "frame": fstr, "source_path": str(src),
+                             "face_box": "", "face_score": "", "fta": "1"})
             continue
         crop = recipe.crop(rgb, face)
         if recipe.colour_order == "BGR":  # files are always stored RGB
@@ -139,7 +150,7 @@ def process_unit(
         out_rows.append({
             **row, "path": rel, "frame": fstr, "source_path": str(src),
             "face_box": " ".join(f"{v:.1f}" for v in face.box),
-            "face_score": f"{face.score:.4f}",
+            "face_score": f"{face.score:.4f}", "fta": "0",
         })
     return {"rows": out_rows, "failures": failures}
 
@@ -250,13 +261,17 @@ def prepare(
         c = per.setdefault(d, {"inputs": 0, "crops": 0, "no_face_frames": 0,
                                "no_face_inputs": 0, "unreadable": 0})
         c["inputs"] += 1
-        c["crops"] += len(res["rows"])
+        crops = [x for x in res["rows"] if x.get("fta") != "1"]
+        c["crops"] += len(crops)
         nf = sum(1 for f in res["failures"] if f["reason"] == "no_face")
         c["no_face_frames"] += nf
         c["unreadable"] += sum(1 for f in res["failures"] if f["reason"] == "unreadable")
-        if nf and not res["rows"]:
+        if nf and not crops:
             c["no_face_inputs"] += 1
-        out_rows.extend(res["rows"])
+        for x in res["rows"]:
+            if x.get("fta") == "1":
+                x = {**x, "path": relative_to_manifest(x["path"], out / "manifest.csv")}
+            out_rows.append(x)
         failures.extend(res["failures"])
     out_manifest = write_manifest(out / "manifest.csv", out_rows)
     write_manifest_like(out / "failures.csv", failures, FAILURE_COLUMNS)
