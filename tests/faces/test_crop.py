@@ -103,3 +103,12 @@ def test_recipe_apply_on_fixtures(face_fixtures: Path) -> None:
     assert r.apply(np.full((100, 100, 3), 90, np.uint8)) == []  # failure to acquire
     f = Face((10, 10, 30, 30))
     assert r.crop(np.zeros((50, 50, 3), np.uint8), f).shape == (48, 48, 3)
+
+
+def test_recipe_bundle_preprocessing_names() -> None:
+    r = CropRecipe(detector="haar", scale=2.7, size=80, pad="replicate")
+    pre = r.to_preprocessing()
+    assert pre == {"detector": "haar", "crop_scale": 2.7, "img_size": [80, 80],
+                   "colour_order": "RGB", "crop_pad": "replicate"}
+    full = {**pre, "mean": [0.5] * 3, "std": [0.5] * 3, "frames_per_video": 10}
+    assert CropRecipe.from_preprocessing(full) == r

@@ -253,6 +253,7 @@ def prepare(
         bar.close()
 
     out_rows: list[dict[str, str]] = []
+    out_manifest_path = out / "manifest.csv"
     failures: list[dict[str, str]] = []
     per: dict[str, dict[str, int]] = {}
     for r, _src, _od, _st, key in units:
@@ -269,8 +270,10 @@ def prepare(
         if nf and not crops:
             c["no_face_inputs"] += 1
         for x in res["rows"]:
+            # source paths (and FTA rows' paths) relative to the output manifest, like `path`
+            x = {**x, "source_path": relative_to_manifest(x["source_path"], out_manifest_path)}
             if x.get("fta") == "1":
-                x = {**x, "path": relative_to_manifest(x["path"], out / "manifest.csv")}
+                x["path"] = x["source_path"]
             out_rows.append(x)
         failures.extend(res["failures"])
     out_manifest = write_manifest(out / "manifest.csv", out_rows)

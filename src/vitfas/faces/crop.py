@@ -165,6 +165,25 @@ class CropRecipe:
             )
         return cls(**data)
 
+    def to_preprocessing(self) -> dict[str, Any]:
+        """The recipe in the bundle's ``preprocessing`` key names: ``detector``,
+        ``crop_scale``, ``img_size`` ([S, S]), ``colour_order``, ``crop_pad``."""
+        return {"detector": self.detector, "crop_scale": self.scale,
+                "img_size": [self.size, self.size], "colour_order": self.colour_order,
+                "crop_pad": self.pad}
+
+    @classmethod
+    def from_preprocessing(cls, pre: dict[str, Any]) -> CropRecipe:
+        """Read the recipe from a bundle's ``preprocessing`` block (other keys such as
+        ``mean``/``std``/``frames_per_video`` are ignored; missing ones take defaults)."""
+        d: dict[str, Any] = {}
+        for src, dst in (("detector", "detector"), ("crop_scale", "scale"),
+                         ("img_size", "img_size"), ("colour_order", "colour_order"),
+                         ("crop_pad", "pad")):
+            if pre.get(src) is not None:
+                d[dst] = pre[src]
+        return cls.from_dict(d)
+
     @property
     def face_detector(self) -> Detector:
         """The detector instance (built on first use)."""
