@@ -92,7 +92,8 @@ def run_index(args: argparse.Namespace) -> int:
         opts["dataset"] = args.dataset
     if args.protocol is not None or args.fold is not None:
         opts.update(protocol=args.protocol, fold=args.fold)
-    rows = index_dataset(args.layout, args.root, check=args.check, **opts)
+    rows = index_dataset(args.layout, args.root, check=args.check,
+                         progress=not getattr(args, "quiet", False), **opts)
     out = args.output
     for r in rows:
         r["path"] = relative_to_manifest(r["path"], out)

@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import cv2
 from PIL import Image
+from tqdm import tqdm
 
 from vitfas.data.io import is_image_file, load_image
 from vitfas.data.manifest import COLUMNS
@@ -479,13 +480,14 @@ def check_file(path: Path, full: bool = False) -> str | None:
 
 
 def index_dataset(layout: str, root: str | Path, check: str = "quick",
-                  **options: Any) -> list[dict[str, str]]:
+                  progress: bool = False, **options: Any) -> list[dict[str, str]]:
     """Index ``root`` with the named layout; rows have absolute paths.
 
     Args:
         layout: one of :data:`LAYOUTS` (or an alias such as ``oulu``).
         root: the dataset's root folder.
         check: ``"none"``, ``"quick"`` (non-empty, header opens) or ``"full"`` (decodes).
+        progress: show a progress bar while checking files.
         **options: layout options (``dataset`` for folder layouts; ``protocol``/``fold`` for
             OULU-NPU).
 
@@ -501,7 +503,8 @@ def index_dataset(layout: str, root: str | Path, check: str = "quick",
         raise BadDataError(f"check: expected none, quick or full, got {check!r}")
     rows = LAYOUTS[key](Path(root), **options)
     if check != "none":
-        bad = [(r["path"], why) for r in rows
+        bad = [(r["path"], why)
+               for r in tqdm(rows, desc=f"check {key}", unit="file", disable=not progress)
                if (why := check_file(Path(r["path"]), full=check == "full")) is not None]
         if bad:
             listing = "\n".join(f"  {p}: {why}" for p, why in bad[:50])
@@ -509,7 +512,3 @@ def index_dataset(layout: str, root: str | Path, check: str = "quick",
             raise BadDataError(f"{len(bad)} unreadable file(s) under {root}:\n{listing}{more}")
     return rows
 
-
-def iter_layout_help() -> Iterable[str]:
-    for name, fn in LAYOUTS.items():
-        yield f"{name}: {(fn.__doc__ or '').strip().splitlines()[0]}"
