@@ -13,7 +13,7 @@ from vitfas.data.datasets import ManifestDataset
 from vitfas.data.io import load_image
 from vitfas.data.manifest import COLUMNS, read_manifest, write_manifest
 from vitfas.data.prepare import prepare
-from vitfas.errors import BadConfigError
+from vitfas.errors import BadConfigError, NoFaceError
 from vitfas.faces import CropRecipe, crop_square
 
 from .helpers import write_video
@@ -74,9 +74,13 @@ def test_prepare_counts_and_crops(src: Path, tmp_path: Path) -> None:
     assert len(rows) == len(allrows) - 3
     assert [(Path(r["source_path"]).name, r["frame"]) for r in rows] == [
         ("live_v.avi", "1"), ("live_v.avi", "4"), ("live_v.avi", "7"), ("face.png", "")]
-    ds = ManifestDataset(out / "manifest.csv")
+    ds = ManifestDataset(out / "manifest.csv", skip_fta=True)
     assert len(ds) == 4 and ds[0][0].shape == (3, 40, 40)
-    assert len(ManifestDataset(out / "manifest.csv", skip_fta=False)) == 7
+    kept = ManifestDataset(out / "manifest.csv")  # default keeps FTA rows (eval counts them)
+    assert len(kept) == 7
+    i = next(j for j, r in enumerate(kept.rows) if r["fta"] == "1")
+    with pytest.raises(NoFaceError, match=r"blank\.avi frame 1: failure to acquire"):
+        kept[i]
     for r in rows:
         crop = load_image(out / r["path"])
         assert crop.shape == (40, 40, 3)

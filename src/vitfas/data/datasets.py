@@ -15,7 +15,7 @@ from torchvision.transforms import v2
 from vitfas.data.io import load_image
 from vitfas.data.manifest import FAS_LABELS, read_manifest, resolve_path
 from vitfas.data.video import is_video_file, read_frame
-from vitfas.errors import BadDataError
+from vitfas.errors import BadDataError, NoFaceError
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,9 @@ class ManifestDataset(Dataset):
         split: keep only rows of this split (or any of these splits); ``None`` keeps all.
         root: base folder for relative paths when ``manifest`` is a list of rows.
         skip_fta: drop failure-to-acquire rows (``fta`` column ``1``/``true``/``yes``, as
-            written by ``vitfas data prepare``): they have no face crop to train on.
+            written by ``vitfas data prepare``). Training should pass True (they have no
+            face crop); by default they are kept so evaluation can count them, and loading
+            one raises :class:`~vitfas.errors.NoFaceError`.
 
     A row whose file is a video and whose ``frame`` is set reads that frame; image rows are
     read with :func:`vitfas.data.io.load_image` (EXIF applied).
@@ -60,7 +62,7 @@ class ManifestDataset(Dataset):
         class_names: Sequence[str] | None = None,
         split: str | Iterable[str] | None = None,
         root: str | Path | None = None,
-        skip_fta: bool = True,
+        skip_fta: bool = False,
     ) -> None:
         if isinstance(manifest, (str, Path)):
             self.manifest_path: Path | None = Path(manifest)
@@ -107,6 +109,11 @@ class ManifestDataset(Dataset):
         """Item ``i`` as an ``[H, W, 3]`` uint8 RGB array (before the transform)."""
         row = self.rows[i]
         p = resolve_path(self.manifest_path, row) if self.manifest_path else self.path(i)
+        if is_fta(row):
+            raise NoFaceError(
+                f"{p}" + (f" frame {row['frame']}" if row.get("frame") else "")
+                + ": failure to acquire (fta=1, no face crop); "
+                "use ManifestDataset(..., skip_fta=True) to train without these rows")
         if is_video_file(p):
             if row.get("frame", "") == "":
                 raise BadDataError(
