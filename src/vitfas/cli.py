@@ -19,6 +19,8 @@ from vitfas.errors import VitfasError
 COMMAND_MODULES: tuple[str, ...] = (
     "vitfas.models.info",
     "vitfas.pretrain.mae",
+    "vitfas.metrics.evaluation",
+    "vitfas.data.cli",
 )
 
 log = logging.getLogger("vitfas")
