@@ -85,16 +85,19 @@ def test_collect_images_folder_and_manifest(image_dir: Path, tmp_path: Path) -> 
     assert reasons[str(image_dir / "notes.txt")] == "not an image file"
     assert reasons[str(image_dir / "broken.jpg")].startswith("unreadable")
     man = tmp_path / "m.csv"
-    rows = [("imgs/im0.png", "train"), ("imgs/sub/im1.png", "dev"), ("imgs/v.mp4", "train"),
-            ("imgs/missing.png", "train")]
-    man.write_text("path,label,split\n" + "".join(f"{p},live,{s}\n" for p, s in rows))
+    rows = [("imgs/im0.png", "train", ""), ("imgs/sub/im1.png", "dev", ""),
+            ("imgs/v.mp4", "train", ""), ("imgs/missing.png", "train", ""),
+            ("imgs/im2.png", "train", "1")]
+    man.write_text("path,label,attack_type,dataset,subject,video,frame,split,fta\n" + "".join(
+        f"{p},live,none,d,s,v,,{s},{f}\n" for p, s, f in rows))
     got = collect_images(man, split="train")
     assert [p.name for p in got.paths] == ["im0.png"]
-    assert sorted(r for _, r in got.skipped) == ["missing", "not an image file"]
+    assert sorted(r for _, r in got.skipped) == [
+        "failure to acquire (fta=1)", "missing", "not an image file"]
     from vitfas.errors import BadDataError
 
     (tmp_path / "bad.csv").write_text("file,label\nx.png,live\n")
-    with pytest.raises(BadDataError, match=r"bad.csv.*'path' column"):
+    with pytest.raises(BadDataError, match=r"bad.csv.*lacks column"):
         collect_images(tmp_path / "bad.csv")
     with pytest.raises(BadDataError, match="does not exist"):
         collect_images(tmp_path / "nowhere")
@@ -180,9 +183,9 @@ def test_loss_decreases_over_50_steps(tmp_path: Path) -> None:
     lines = []
     for i in range(24):
         Image.fromarray(_smooth_image(rng)).save(tmp_path / "faces" / f"{i}.png")
-        lines.append(f"faces/{i}.png,live,{'train' if i < 20 else 'dev'}\n")
+        lines.append(f"faces/{i}.png,live,none,synth,s{i},v{i},,{'train' if i < 20 else 'dev'}\n")
     man = tmp_path / "train.csv"
-    man.write_text("path,label,split\n" + "".join(lines))
+    man.write_text("path,label,attack_type,dataset,subject,video,frame,split\n" + "".join(lines))
     cfg = _config(tmp_path, "optim:\n  lr: 2.0e-3\n  warmup_steps: 5\n")
     rc, s = _run(cfg, *TINY, f"data.source={man}", "data.split=train",
                  f"output={tmp_path / 'run'}", "trainer.epochs=10", "vis.every=0",

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from vitfas.errors import BadConfigError, BadDataError, BadImageError
+from vitfas.errors import BadConfigError, BadDataError
 from vitfas.models.mae import MaskedAutoencoderViT
 from vitfas.train.config import load_config, save_config
 from vitfas.train.engine import Engine, TrainerConfig, seed_everything, unwrap
@@ -41,7 +41,6 @@ from vitfas.train.optim import OptimConfig
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -164,41 +163,39 @@ def _readable(path: Path) -> str | None:
 def collect_images(source: str | Path, split: str = "", quiet: bool = True) -> ImageList:
     """Every readable image under a folder, or listed in a manifest CSV.
 
-    Unreadable, missing and non-image entries (e.g. videos in a manifest) are skipped and
-    counted, not fatal. Only headers are read here (a progress bar shows for large sets
-    unless ``quiet``); a file corrupt beyond its header fails later with a
-    :class:`BadImageError` naming it.
+    A manifest is read with :func:`vitfas.data.manifest.read_manifest` (the project's
+    columns; paths relative to its folder). Unreadable, missing and non-image entries
+    (videos) and failure-to-acquire rows (``fta=1``) are skipped and counted, not fatal.
+    Only headers are read here (a progress bar shows for large sets unless ``quiet``); a
+    file corrupt beyond its header fails later with a :class:`BadImageError` naming it.
 
     Raises:
-        BadDataError: the source does not exist, a manifest without a ``path`` column, or
-            no usable image at all.
+        BadDataError: the source does not exist, a malformed manifest, or no usable image
+            at all.
     """
+    from vitfas.data.datasets import is_fta
+    from vitfas.data.io import is_image_file
+    from vitfas.data.manifest import read_manifest, resolve_path
+
     src = Path(source)
     if not str(source):
         raise BadDataError("data.source is empty: give an image folder or a manifest CSV")
+    skipped: list[tuple[str, str]] = []
     if src.is_dir():
         candidates = sorted(p for p in src.rglob("*") if p.is_file())
-        listed = [p for p in candidates if p.suffix.lower() in IMAGE_EXTENSIONS]
+        listed = [p for p in candidates if is_image_file(p)]
         skipped = [(str(p), "not an image file") for p in candidates
-                   if p.suffix.lower() not in IMAGE_EXTENSIONS and not p.name.startswith(".")]
+                   if not is_image_file(p) and not p.name.startswith(".")]
     elif src.is_file():
-        with open(src, newline="") as f:
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or "path" not in reader.fieldnames:
-                raise BadDataError(
-                    f"{src}: a manifest needs a 'path' column; found columns "
-                    f"{reader.fieldnames}"
-                )
-            rows = list(reader)
+        rows = read_manifest(src)
         if split:
-            if rows and "split" not in rows[0]:
-                raise BadDataError(f"{src}: data.split={split!r} but the manifest has no "
-                                   f"'split' column")
-            rows = [r for r in rows if r.get("split") == split]
-        listed, skipped = [], []
+            rows = [r for r in rows if r["split"] == split]
+        listed = []
         for r in rows:
-            p = (src.parent / r["path"]).resolve()
-            if p.suffix.lower() in IMAGE_EXTENSIONS:
+            p = resolve_path(src, r)
+            if is_fta(r):
+                skipped.append((str(p), "failure to acquire (fta=1)"))
+            elif is_image_file(p):
                 listed.append(p)
             else:
                 skipped.append((str(p), "not an image file"))
@@ -222,14 +219,12 @@ def collect_images(source: str | Path, split: str = "", quiet: bool = True) -> I
 
 
 def load_rgb(path: Path) -> Any:
-    """An RGB PIL image with the EXIF orientation applied; ``BadImageError`` naming the file."""
-    from PIL import Image, ImageOps
+    """An RGB PIL image, upright (EXIF applied); ``BadImageError`` naming the file."""
+    from PIL import Image
 
-    try:
-        with Image.open(path) as im:
-            return ImageOps.exif_transpose(im).convert("RGB")
-    except (OSError, ValueError) as exc:
-        raise BadImageError(f"{path}: cannot decode image ({exc})") from exc
+    from vitfas.data.io import load_image
+
+    return Image.fromarray(load_image(path))
 
 
 def build_mae_transform(train: bool, img_size: int, data: MAEDataSection) -> nn.Module:
