@@ -30,3 +30,7 @@ __all__ = [
     "sincos_2d",
     "vit_config",
 ]
+
+# Model families that register their own configs (import for the side effect).
+from vitfas.models import deit as deit
+from vitfas.models import swin as swin
