@@ -231,6 +231,12 @@ class WindowAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
+    def init_non_persistent_buffers(self) -> None:
+        """Recompute the index buffer (after ``to_empty()`` from the meta device)."""
+        self.relative_position_index = relative_position_index(self.window, 0).to(
+            self.relative_position_bias_table.device
+        )
+
     def rel_pos_bias(self) -> torch.Tensor:
         """``[1, heads, N, N]`` bias from the table."""
         n = self.window[0] * self.window[1]
@@ -302,8 +308,17 @@ class SwinBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=proj_drop)
         self.drop_path2 = DropPath(drop_path)
-        mask = shifted_window_mask(resolution, self.window, self.shift) if any(self.shift) else None
-        self.register_buffer("attn_mask", mask, persistent=False)
+        self.register_buffer("attn_mask", self._make_mask(), persistent=False)
+
+    def _make_mask(self) -> torch.Tensor | None:
+        if not any(self.shift):
+            return None
+        return shifted_window_mask(self.resolution, self.window, self.shift)
+
+    def init_non_persistent_buffers(self) -> None:
+        """Recompute the shift mask (after ``to_empty()`` from the meta device)."""
+        mask = self._make_mask()
+        self.attn_mask = None if mask is None else mask.to(self.norm1.weight.device)
 
     def _attn(
         self, x: torch.Tensor, return_attn: bool

@@ -204,3 +204,16 @@ def test_original_microsoft_layout_converts_and_loads() -> None:
     with torch.no_grad():
         torch.testing.assert_close(fresh(x), ref(x), rtol=0, atol=1e-5)
     assert convert_swin_state_dict(timm_sd).keys() == timm_sd.keys()
+
+
+def test_info_reports_swin_stages_and_flops() -> None:
+    from vitfas.models.info import model_info
+
+    info = model_info("swin_tiny_patch4_window7_224", batch_size=2)
+    assert info.params == 28_288_354
+    assert round(info.gflops / 2, 1) == 4.5  # the paper's 4.5 G multiply-adds
+    stages = dict(info.stages)
+    assert stages["stage 0"] == [2, 56 * 56, 96]
+    assert stages["stage 3"] == [2, 7 * 7, 768]
+    assert stages["logits"] == [2, 1000]
+    assert info.activation_mib > 0

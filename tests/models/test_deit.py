@@ -150,3 +150,12 @@ def test_bundle_round_trip(tmp_path) -> None:
     m.eval()
     with torch.no_grad():
         torch.testing.assert_close(b.model(x), m(x))
+
+
+def test_info_on_rel_pos_vit_rebuilds_index_buffers() -> None:
+    """`vitfas info` builds on the meta device; index buffers must be rebuilt after
+    to_empty() (relative position bias ViT and Swin)."""
+    from vitfas.models.info import model_info
+
+    info = model_info("vit_base_patch16_rel_224", img_size=(64, 64))
+    assert info.activation_mib > 0 and info.output_shape == [1, 1000]
