@@ -217,3 +217,18 @@ def test_info_reports_swin_stages_and_flops() -> None:
     assert stages["stage 3"] == [2, 7 * 7, 768]
     assert stages["logits"] == [2, 1000]
     assert info.activation_mib > 0
+
+
+def test_onnx_export_with_dynamic_batch(tmp_path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    m = SwinTransformer(SwinConfig(img_size=32, embed_dim=16, depths=(2, 2), num_heads=(2, 2),
+                                   window_size=4, num_classes=2)).eval()
+    path = tmp_path / "swin.onnx"
+    batch = torch.export.Dim("batch", min=1, max=256)
+    torch.onnx.export(m, (torch.randn(2, 3, 32, 32),), str(path), input_names=["x"],
+                      output_names=["logits"], dynamic_shapes={"x": {0: batch}})
+    sess = ort.InferenceSession(str(path))
+    x = torch.randn(3, 3, 32, 32)  # another batch size than at export
+    (y,) = sess.run(None, {"x": x.numpy()})
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(y), m(x), rtol=0, atol=1e-5)

@@ -265,9 +265,12 @@ class WindowAttention(nn.Module):
             bias = (bias.unsqueeze(1) + mask.unsqueeze(1).unsqueeze(0).to(bias.dtype))
             bias = bias.expand(Bw // nw, -1, -1, -1, -1).reshape(Bw, self.num_heads, N, N)
         drop = self.attn_drop if self.training else 0.0
-        if return_attn:
+        # torch.export (the ONNX exporter) mis-decomposes a masked SDPA followed by the
+        # head merge, so exports take the explicit form (same numbers).
+        if return_attn or torch.compiler.is_exporting():
             attn = ((q * self.scale) @ k.transpose(-2, -1) + bias).softmax(dim=-1)
             out = F.dropout(attn, drop, self.training) @ v
+            attn = attn if return_attn else None
         else:
             attn = None
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype),
