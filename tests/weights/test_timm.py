@@ -1,0 +1,140 @@
+"""timm ``vit_tiny_patch16_224`` -> vitfas: every container, and at other image sizes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import vitfas
+from vitfas.weights import load_checkpoint
+
+timm = pytest.importorskip("timm")
+
+TOL = 1e-5
+NAME = "vit_tiny_patch16_224"
+
+
+def _write(kind: str, sd: dict, model, d: Path) -> Path:
+    """Save ``sd`` the way a user would find it: plain, nested training ckpt, hub folder."""
+    if kind == "pth":
+        torch.save(sd, d / "w.pth")
+        return d / "w.pth"
+    if kind == "train_ckpt":  # timm train.py style: nested, DDP prefix, args Namespace, EMA
+        ckpt = {
+            "epoch": 3,
+            "arch": NAME,
+            "state_dict": {f"module.{k}": v for k, v in sd.items()},
+            "state_dict_ema": {k: torch.zeros_like(v) for k, v in sd.items()},
+            "args": argparse.Namespace(lr=1e-3, model=NAME),
+            "metric": 71.5,
+        }
+        torch.save(ckpt, d / "checkpoint-3.pth.tar")
+        return d / "checkpoint-3.pth.tar"
+    if kind == "bin":
+        torch.save(sd, d / "pytorch_model.bin")
+        return d / "pytorch_model.bin"
+    if kind == "safetensors":
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in sd.items()}, str(d / "w.safetensors"))
+        return d / "w.safetensors"
+    if kind == "hub_folder":
+        timm.models.save_for_hf(model, str(d / "hub"), safe_serialization=True)
+        return d / "hub"
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["pth", "train_ckpt", "bin", "safetensors", "hub_folder"])
+def test_timm_checkpoint_matches_at_224(kind, tmp_path, timm_tiny, max_diff):
+    path = _write(kind, timm_tiny.state_dict(), timm_tiny, tmp_path)
+    ours = vitfas.create_model(NAME, pretrained=path).eval()
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        ref, out = timm_tiny(x), ours(x)
+    assert max_diff(out, ref) <= TOL
+    # the checkpoint's own description suffices where it has one; else the name is given
+    name = None if kind == "hub_folder" else NAME
+    built = vitfas.load_model(path, name=name)
+    assert not built.training
+    assert built.registry_name == NAME
+    with torch.no_grad():
+        assert max_diff(built(x), ref) <= TOL
+
+
+def test_train_checkpoint_ema_selectable(tmp_path, timm_tiny):
+    path = _write("train_ckpt", timm_tiny.state_dict(), timm_tiny, tmp_path)
+    sd = load_checkpoint(path)
+    assert torch.equal(sd["blocks.0.attn.qkv.weight"], timm_tiny.blocks[0].attn.qkv.weight)
+    ema = load_checkpoint(path, use_ema=True)
+    assert float(ema["blocks.0.attn.qkv.weight"].abs().max()) == 0.0
+
+
+@pytest.mark.parametrize("size", [(384, 384), (224, 320)])
+def test_dynamic_img_size_matches_timm(size, tmp_path, timm_tiny, max_diff):
+    """timm's per-forward resampling (bicubic, antialias) vs ours, same kernel."""
+    path = _write("safetensors", timm_tiny.state_dict(), timm_tiny, tmp_path)
+    ref_model = timm.create_model(NAME, dynamic_img_size=True)
+    ref_model.load_state_dict(timm_tiny.state_dict())
+    ref_model.eval()
+    ours = vitfas.create_model(NAME, pretrained=path, dynamic_img_size=True).eval()
+    x = torch.randn(1, 3, *size)
+    with torch.no_grad():
+        assert max_diff(ours(x), ref_model(x)) <= TOL
+
+
+@pytest.mark.parametrize("size", [384, (224, 320)])
+def test_resample_on_load_matches_timm(size, tmp_path, timm_tiny, max_diff):
+    """A 224 checkpoint loaded into a 384 (or 224x320) model: same position embedding as
+    timm's own loader (create_model(..., img_size=..., pretrained_cfg_overlay=file))."""
+    path = _write("safetensors", timm_tiny.state_dict(), timm_tiny, tmp_path)
+    ref = timm.create_model(
+        NAME, pretrained=True, img_size=size, pretrained_cfg_overlay={"file": str(path)}
+    ).eval()
+    ours = vitfas.create_model(NAME, pretrained=path, img_size=size).eval()
+    assert ours.pos_embed.shape == ref.pos_embed.shape
+    assert max_diff(ours.pos_embed, ref.pos_embed) <= 1e-6
+    # and timm's checkpoint_filter_fn on its own gives the same tensor
+    filtered = timm.models.vision_transformer.checkpoint_filter_fn(
+        timm_tiny.state_dict(), ref
+    )
+    assert max_diff(ours.pos_embed, filtered["pos_embed"]) <= 1e-6
+    hw = (size, size) if isinstance(size, int) else size
+    x = torch.randn(1, 3, *hw)
+    with torch.no_grad():
+        assert max_diff(ours(x), ref(x)) <= TOL
+
+
+def test_other_num_classes_keeps_backbone_new_head(tmp_path, timm_tiny, caplog):
+    path = _write("safetensors", timm_tiny.state_dict(), timm_tiny, tmp_path)
+    with caplog.at_level("INFO", logger="vitfas"):
+        ours = vitfas.create_model(NAME, pretrained=path, num_classes=2).eval()
+    assert ours.head.weight.shape == (2, 192)
+    assert torch.equal(ours.blocks[11].mlp.fc2.weight, timm_tiny.blocks[11].mlp.fc2.weight)
+    assert "head" in caplog.text and "1000" in caplog.text
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.allclose(
+            ours.forward_head(ours.forward_features(x), pre_logits=True),
+            timm_tiny.forward_head(timm_tiny.forward_features(x), pre_logits=True),
+            atol=TOL,
+        )
+
+
+def test_hub_folder_config_sets_classes_and_size(tmp_path, randomise, max_diff):
+    """A fine-tuned timm export (3 classes, 64 px, custom width) builds without a name."""
+    ref = randomise(timm.create_model(
+        NAME, num_classes=3, img_size=64, embed_dim=64, depth=2, num_heads=4
+    ))
+    timm.models.save_for_hf(ref, str(tmp_path / "ft"), safe_serialization=True)
+    cfg = json.loads((tmp_path / "ft" / "config.json").read_text())
+    assert cfg["architecture"] == NAME and cfg["num_classes"] == 3
+    ours = vitfas.load_model(tmp_path / "ft")
+    assert ours.config.img_size == (64, 64) and ours.config.num_classes == 3
+    assert ours.config.embed_dim == 64 and ours.config.num_heads == 4
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert max_diff(ours(x), ref(x)) <= TOL
