@@ -138,3 +138,26 @@ def test_hub_folder_config_sets_classes_and_size(tmp_path, randomise, max_diff):
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert max_diff(ours(x), ref(x)) <= TOL
+
+
+def test_timm_folder_outside_registry_and_unsupported_args(tmp_path, randomise, max_diff):
+    """An architecture vitfas has no name for is rebuilt from model_args + shapes; one
+    using features vitfas lacks (qk_norm) is refused with the argument named."""
+    ref = randomise(timm.create_model(
+        "vit_small_patch16_224", img_size=32, patch_size=8, embed_dim=48, depth=2,
+        num_heads=6, num_classes=4, global_pool="avg", class_token=False, fc_norm=True,
+    ))
+    timm.models.save_for_hf(ref, str(tmp_path / "f"), safe_serialization=True)
+    cfg_path = tmp_path / "f" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["architecture"] = "vit_custom_patch8_32"
+    cfg_path.write_text(json.dumps(cfg))
+    ours = vitfas.load_model(tmp_path / "f")
+    assert ours.config.num_heads == 6 and ours.config.global_pool == "avg"
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert max_diff(ours(x), ref(x)) <= TOL
+    cfg["model_args"]["qk_norm"] = True
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(vitfas.BadCheckpointError, match="qk_norm=True"):
+        vitfas.load_model(tmp_path / "f")

@@ -60,6 +60,11 @@ def sniff(path: Path) -> str:
         return "torch"
     with open(path, "rb") as f:
         head = f.read(9)
+    if head[:4] == b"PK\x03\x04":
+        raise BadCheckpointError(
+            f"{path}: a zip archive (PyTorch or .npz container) that is truncated or corrupt "
+            f"({size} bytes, no readable central directory); re-download or re-save it"
+        )
     if len(head) == 9:
         (n,) = struct.unpack("<Q", head[:8])
         if 0 < n <= size - 8 and head[8:9] == b"{":

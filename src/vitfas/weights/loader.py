@@ -542,11 +542,7 @@ def load_model(
             conf = infer_config(sd, (src.config or {}).get("num_heads",
                                                            overrides.pop("num_heads", None)),
                                 str(p))
-            for key in ("norm_eps", "gelu"):
-                if key in (src.config or {}):
-                    conf[key] = src.config[key]
-            if src.config:
-                conf.update({k: v for k, v in src.config.items() if k in conf})
+            conf.update(src.config or {})
             conf.update(overrides)
             model = _build(conf, str(p))
     else:  # hf, npz: complete configs
