@@ -156,3 +156,16 @@ def test_prefix_positions_folded_or_padded(randomise, tmp_path, max_diff):
     again = load_model(tmp_path / "b", pos_embed_on_prefix=True)
     with torch.no_grad():
         assert max_diff(again(x), with_pos(x)) <= 1e-5
+
+
+def test_load_model_reads_a_bundle(randomise, tmp_path, max_diff):
+    from vitfas.bundle import save_bundle
+
+    src = _small(randomise, seed=5, num_classes=2)
+    save_bundle(tmp_path / "b", src, class_names=["spoof", "live"], live_index=1)
+    back = load_model(tmp_path / "b")
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert max_diff(back(x), src(x)) == 0.0
+    sd = load_checkpoint(tmp_path / "b")
+    assert torch.equal(sd["head.weight"], src.head.weight)

@@ -159,3 +159,19 @@ def test_convert_rejects_leftover_keys():
           "encoder.layer.0.attention.attention.rotary.weight": torch.zeros(1)}
     with pytest.raises(BadCheckpointError, match="rotary"):
         convert_hf_state_dict(sd)
+
+
+def test_sharded_folder_and_eps_warning(hf_cls, tmp_path, caplog, max_diff):
+    hf_cls.save_pretrained(tmp_path / "sh", max_shard_size="20KB")
+    assert (tmp_path / "sh" / "model.safetensors.index.json").is_file()
+    ours = vitfas.load_model(tmp_path / "sh")
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert max_diff(ours(x), _logits(hf_cls, x)) <= TOL
+    # into a timm-style registry model (eps 1e-6): loads, with a warning naming the eps
+    with caplog.at_level("WARNING", logger="vitfas"):
+        m = vitfas.create_model("vit_tiny_patch16_224", pretrained=tmp_path / "sh",
+                                img_size=32, patch_size=8, embed_dim=48, depth=2,
+                                num_heads=4, mlp_ratio=2.0, num_classes=5)
+    assert "norm_eps: checkpoint 1e-12 vs model 1e-06" in caplog.text
+    assert torch.equal(m.head.weight, hf_cls.classifier.weight)

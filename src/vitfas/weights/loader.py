@@ -332,6 +332,30 @@ def _head_classes(sd: dict[str, torch.Tensor]) -> int:
     return int(w.shape[0]) if w is not None else 0
 
 
+# config fields that change outputs without changing any tensor's shape
+_SILENT_FIELDS = ("norm_eps", "gelu", "global_pool")
+
+
+def _warn_config_differences(src: Source, model: nn.Module) -> None:
+    """Warn when the checkpoint's own config disagrees with the model on a field that the
+    weights' shapes cannot reveal (e.g. a Hugging Face checkpoint's LayerNorm eps 1e-12
+    loaded into a timm-style model with 1e-6)."""
+    cfg = getattr(model, "config", None)
+    if not src.config or cfg is None:
+        return
+    diffs = [
+        f"{k}: checkpoint {src.config[k]!r} vs model {getattr(cfg, k)!r}"
+        for k in _SILENT_FIELDS
+        if k in src.config and hasattr(cfg, k) and src.config[k] != getattr(cfg, k)
+    ]
+    if diffs:
+        log.warning(
+            "%s: the checkpoint was made with a different configuration (%s); outputs will "
+            "differ from the original model's. vitfas.load_model(%r) builds the checkpoint's "
+            "own architecture.", src.path, "; ".join(diffs), str(src.path)
+        )
+
+
 def load_pretrained(model: nn.Module, name: str, pretrained: bool | PathType) -> None:
     """Load weights into a freshly built ``model`` (used by ``create_model``).
 
@@ -373,7 +397,9 @@ def load_pretrained(model: nn.Module, name: str, pretrained: bool | PathType) ->
         raise BadCheckpointError(
             f"pretrained must be True, a path or 'hf-hub:org/repo', got {pretrained!r}"
         )
-    sd = load_checkpoint(location, model)
+    src = read_source(location)
+    _warn_config_differences(src, model)
+    sd = adapt_pos_embed(src, model)
     theirs, ours = _head_classes(sd), getattr(model, "num_classes", None)
     if ours is not None and theirs != ours:
         log.info("%s: checkpoint head has %d classes, model %s has %d: the head is "
