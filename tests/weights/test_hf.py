@@ -175,3 +175,13 @@ def test_sharded_folder_and_eps_warning(hf_cls, tmp_path, caplog, max_diff):
                                 num_heads=4, mlp_ratio=2.0, num_classes=5)
     assert "norm_eps: checkpoint 1e-12 vs model 1e-06" in caplog.text
     assert torch.equal(m.head.weight, hf_cls.classifier.weight)
+
+
+def test_bare_hf_file_needs_config_or_name(hf_cls, tmp_path, max_diff):
+    from vitfas.errors import BadCheckpointError
+
+    d = tmp_path / "bare"
+    d.mkdir()
+    torch.save(hf_cls.state_dict(), d / "weights.bin")
+    with pytest.raises(BadCheckpointError, match=r"without its config\.json.*name="):
+        vitfas.load_model(d / "weights.bin")

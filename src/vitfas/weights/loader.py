@@ -541,6 +541,7 @@ def load_model(
             model = create_model(name, **base)
         except BadConfigError as exc:
             raise BadCheckpointError(f"{p}: {exc}") from exc
+        _warn_config_differences(src, model)
     elif src.kind in ("vitfas", "bundle"):
         conf = dict(src.config or {})
         conf.update(overrides)
@@ -572,7 +573,13 @@ def load_model(
             conf.update(overrides)
             model = _build(conf, str(p))
     else:  # hf, npz: complete configs
-        conf = dict(src.config or {})
+        if not src.config:
+            raise BadCheckpointError(
+                f"{p}: a Hugging Face state dict without its config.json records no "
+                f"architecture; put the config.json beside it, or load it into a named "
+                f"model: vitfas.load_model(path, name='vit_base_patch16_224')"
+            )
+        conf = dict(src.config)
         conf.update(overrides)
         model = _build(conf, str(p))
     model.registry_name = getattr(model, "registry_name", None) or name or src.name
