@@ -169,3 +169,15 @@ def test_load_model_reads_a_bundle(randomise, tmp_path, max_diff):
         assert max_diff(back(x), src(x)) == 0.0
     sd = load_checkpoint(tmp_path / "b")
     assert torch.equal(sd["head.weight"], src.head.weight)
+
+
+def test_relative_position_tables_resampled_on_load(randomise, tmp_path, max_diff):
+    """A rel-pos model saved at 32 px, loaded at 64 px, computes what the 32 px model
+    computes on 64 px input with dynamic_img_size (the same resampling)."""
+    src = _small(randomise, seed=6, pos_embed="rel", dynamic_img_size=True)
+    save_model(src, tmp_path / "rel")
+    big = load_model(tmp_path / "rel", img_size=64, dynamic_img_size=False)
+    assert big.rel_pos[0].table.shape[0] == 15 * 15 + 3
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert max_diff(big(x), src(x)) <= 1e-5

@@ -204,6 +204,36 @@ def _square(n: int) -> int | None:
     return s if s > 0 and s * s == n else None
 
 
+def _adapt_rel_tables(
+    src: Source,
+    sd: dict[str, torch.Tensor],
+    model: nn.Module,
+    interpolation: str | None,
+    antialias: bool | None,
+) -> None:
+    """Resample relative-position-bias tables (``rel_pos.N.table``) built for the
+    checkpoint's grid to the model's, with the kernel the model uses at run time."""
+    rel = getattr(model, "rel_pos", None)
+    if rel is None or src.grid is None:
+        return
+    from vitfas.models.pos_embed import RelativePositionBias
+
+    for i, r in enumerate(rel):
+        key = f"rel_pos.{i}.table"
+        t = sd.get(key)
+        if t is None or t.shape == r.table.shape or tuple(src.grid) == tuple(r.window):
+            continue
+        old = RelativePositionBias(
+            src.grid, r.num_heads, r.num_prefix_tokens,
+            interpolation or r.interpolation, r.antialias if antialias is None else antialias,
+        )
+        if old.table.shape != t.shape:
+            continue  # not the grid we think: let check_and_load report the shapes
+        with torch.no_grad():
+            old.table.copy_(t)
+            sd[key] = old._resampled_table(tuple(r.window)).detach().clone()
+
+
 def adapt_pos_embed(
     src: Source,
     model: nn.Module,
@@ -223,6 +253,7 @@ def adapt_pos_embed(
         A new state dict; the others are untouched.
     """
     sd = dict(src.state_dict)
+    _adapt_rel_tables(src, sd, model, interpolation, antialias)
     pos = sd.get("pos_embed")
     cfg = getattr(model, "config", None)
     if pos is None or getattr(model, "pos_embed", None) is None or cfg is None:
