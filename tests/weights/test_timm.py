@@ -166,3 +166,27 @@ def test_timm_folder_outside_registry_and_unsupported_args(tmp_path, randomise, 
     cfg_path.write_text(json.dumps(cfg))
     with pytest.raises(vitfas.BadCheckpointError, match="qk_norm=True"):
         vitfas.load_model(tmp_path / "f")
+
+
+def test_register_tokens_gap_without_prefix_positions(tmp_path, randomise, max_diff):
+    """timm's vit_base_patch16_reg4_gap_256 family (4 registers, no class token, position
+    embedding only on the patches, avg pool + fc_norm), shrunk, through a hub folder."""
+    small = dict(embed_dim=64, depth=2, num_heads=4, img_size=64, num_classes=3)
+    ref = randomise(timm.create_model("vit_base_patch16_reg4_gap_256", **small), seed=2)
+    timm.models.save_for_hf(ref, str(tmp_path / "reg"), safe_serialization=True)
+    ours = vitfas.load_model(tmp_path / "reg")
+    assert ours.registry_name == "vit_base_patch16_reg4_gap_256"
+    assert ours.config.reg_tokens == 4 and not ours.config.pos_embed_on_prefix
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert max_diff(ours(x), ref(x)) <= TOL
+    # and resampled to 96 px exactly as timm does it
+    ref96 = timm.create_model("vit_base_patch16_reg4_gap_256", **{**small, "img_size": 96},
+                              pretrained=True, pretrained_cfg_overlay={
+                                  "file": str(tmp_path / "reg" / "model.safetensors"),
+                                  "num_classes": 3}).eval()
+    ours96 = vitfas.create_model("vit_base_patch16_reg4_gap_256", **{**small, "img_size": 96},
+                                 pretrained=tmp_path / "reg").eval()
+    x = torch.randn(1, 3, 96, 96)
+    with torch.no_grad():
+        assert max_diff(ours96(x), ref96(x)) <= TOL
