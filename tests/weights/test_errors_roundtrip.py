@@ -181,3 +181,15 @@ def test_relative_position_tables_resampled_on_load(randomise, tmp_path, max_dif
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert max_diff(big(x), src(x)) <= 1e-5
+
+
+def test_legacy_torch_pickle_and_compiled_prefix(randomise, tmp_path):
+    """Old (non-zip) torch.save files and torch.compile's ``_orig_mod.`` prefix."""
+    src = _small(randomise, seed=7)
+    sd = {f"_orig_mod.{k}": v for k, v in src.state_dict().items()}
+    path = tmp_path / "old.pt"
+    torch.save(sd, path, _use_new_zipfile_serialization=False)
+    assert path.read_bytes()[:1] == b"\x80"
+    got = load_checkpoint(path)
+    assert set(got) == set(src.state_dict())
+    assert torch.equal(got["pos_embed"], src.pos_embed)
