@@ -91,3 +91,22 @@ def test_no_public_checkpoint_registered():
     assert get_entry(name).hub_id is None
     with pytest.raises(BadCheckpointError, match=r"no public checkpoint.*pretrained="):
         vitfas.create_model(name, pretrained=True, depth=1)
+
+
+def test_load_model_from_cached_hf_transformers_repo(tmp_path, monkeypatch, randomise):
+    """``vitfas.load_model("hf-hub:org/repo")`` for a transformers ViT repo in the cache."""
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                 intermediate_size=64, image_size=32, patch_size=8,
+                                 num_labels=2)
+    ref = randomise(transformers.ViTForImageClassification(cfg), seed=11)
+    ref.save_pretrained(tmp_path / "export")
+    cache = tmp_path / "hub"
+    repo_dir = cache / "models--someone--vit-fas-tiny"
+    for f in ("config.json", "model.safetensors"):
+        _blob(repo_dir, f, (tmp_path / "export" / f).read_bytes())
+    _offline(monkeypatch, cache)
+    ours = vitfas.load_model("hf-hub:someone/vit-fas-tiny")
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(ours(x), ref(pixel_values=x).logits, atol=1e-5, rtol=0)

@@ -528,7 +528,8 @@ def load_model(
     head count: give ``name=`` (a registry name) or ``num_heads=``.
 
     Args:
-        path: checkpoint file or folder.
+        path: checkpoint file or folder, or ``"hf-hub:org/repo[@revision]"`` (fetched
+            through huggingface_hub, e.g. ``"hf-hub:google/vit-base-patch16-224"``).
         name: registry name to build instead (classes and image size still follow the
             checkpoint unless overridden).
         use_ema: prefer EMA weights in training checkpoints.
@@ -543,7 +544,13 @@ def load_model(
         BadCheckpointError: unreadable input, an architecture vitfas cannot build, or
             weights that do not fit it.
     """
-    p = Path(path).expanduser()
+    from vitfas.weights.hub import HF_HUB_PREFIX, resolve_hub, split_repo
+
+    if isinstance(path, str) and path.startswith(HF_HUB_PREFIX):
+        repo, rev = split_repo(path)
+        p = resolve_hub(repo, rev, model_name=name)
+    else:
+        p = Path(path).expanduser()
     if p.is_dir() and (p / "config.json").is_file():
         cfg = _read_json(p / "config.json")
         if "format_version" in cfg and isinstance(cfg.get("architecture"), dict):
