@@ -190,3 +190,12 @@ def test_register_tokens_gap_without_prefix_positions(tmp_path, randomise, max_d
     x = torch.randn(1, 3, 96, 96)
     with torch.no_grad():
         assert max_diff(ours96(x), ref96(x)) <= TOL
+
+
+def test_bare_timm_file_error_suggests_matching_names(tmp_path, timm_tiny):
+    torch.save(timm_tiny.state_dict(), tmp_path / "w.pth")
+    with pytest.raises(vitfas.BadCheckpointError) as e:
+        vitfas.load_model(tmp_path / "w.pth")
+    msg = str(e.value)
+    assert "name='vit_tiny_patch16_224'" in msg and "num_heads=3" in msg
+    assert "vit_tiny_patch16_384" in msg

@@ -458,11 +458,21 @@ def infer_config(
     blocks = {int(k.split(".")[1]) for k in sd if k.startswith("blocks.")}
     depth = max(blocks) + 1 if blocks else 0
     if num_heads is None:
+        from vitfas.models.registry import _REGISTRY
+
+        fits = [
+            (n, e.config.num_heads) for n, e in sorted(_REGISTRY.items())
+            if getattr(e.config, "embed_dim", None) == dim
+            and getattr(e.config, "depth", None) == depth
+            and getattr(e.config, "patch_size", None) == p
+        ]
+        example, heads = fits[0] if fits else ("vit_base_patch16_224", 12)
+        hint = f" (registered models of this shape: {[n for n, _ in fits]})" if fits else ""
         raise BadCheckpointError(
             f"{source}: a bare state dict does not record the number of attention heads "
-            f"(width {dim}, depth {depth}); pass the architecture, e.g. "
-            f"vitfas.load_model(path, name='vit_tiny_patch16_224'), or the heads, "
-            f"vitfas.load_model(path, num_heads=3)"
+            f"(width {dim}, depth {depth}, patch {p}); pass the architecture, e.g. "
+            f"vitfas.load_model(path, name={example!r}), or the heads, "
+            f"vitfas.load_model(path, num_heads={heads}){hint}"
         )
     cls = "cls_token" in sd
     reg = int(sd["reg_token"].shape[1]) if "reg_token" in sd else 0
