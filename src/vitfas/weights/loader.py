@@ -459,13 +459,16 @@ def infer_config(
     depth = max(blocks) + 1 if blocks else 0
     if num_heads is None:
         from vitfas.models.registry import _REGISTRY
+        from vitfas.models.vit import VisionTransformer
 
         fits = [
             (n, e.config.num_heads) for n, e in sorted(_REGISTRY.items())
-            if getattr(e.config, "embed_dim", None) == dim
+            if e.builder is VisionTransformer
+            and getattr(e.config, "embed_dim", None) == dim
             and getattr(e.config, "depth", None) == depth
             and getattr(e.config, "patch_size", None) == p
         ]
+        fits.sort(key=lambda f: (not f[0].startswith("vit_"), f[0]))  # plain ViT names first
         example, heads = fits[0] if fits else ("vit_base_patch16_224", 12)
         hint = f" (registered models of this shape: {[n for n, _ in fits]})" if fits else ""
         raise BadCheckpointError(
