@@ -219,7 +219,7 @@ def layer_head_figure(
         crop: ``[Hc, Wc, 3]`` uint8 face crop.
         maps: ``[layers, heads, h, w]`` raw attention maps (each panel scaled on its own).
         path: PNG to write.
-        cell_px: approximate panel size in pixels.
+        cell_px: approximate panel height in pixels (width follows the crop's aspect).
     """
     from matplotlib.figure import Figure
 
@@ -227,13 +227,15 @@ def layer_head_figure(
     if maps.ndim != 4:
         raise BadConfigError(f"maps must be [layers, heads, h, w], got {list(maps.shape)}")
     L, Hh = maps.shape[:2]
-    small = cv2.resize(_as_image(crop, "crop"), (cell_px, cell_px), interpolation=cv2.INTER_AREA)
+    crop = _as_image(crop, "crop")
+    ch, cw = cell_px, max(1, round(cell_px * crop.shape[1] / crop.shape[0]))  # keep aspect
+    small = cv2.resize(crop, (cw, ch), interpolation=cv2.INTER_AREA)
     dpi = 100
-    fig = Figure(figsize=(Hh * cell_px / dpi + 0.6, L * cell_px / dpi + 0.6), dpi=dpi)
+    fig = Figure(figsize=(Hh * cw / dpi + 0.6, L * ch / dpi + 0.6), dpi=dpi)
     axes = fig.subplots(L, Hh, squeeze=False)
     for i in range(L):
         for j in range(Hh):
-            heat = to_pixels(maps[i, j], patch_size, input_size, (cell_px, cell_px))
+            heat = to_pixels(maps[i, j], patch_size, input_size, (ch, cw))
             ax = axes[i][j]
             ax.imshow(overlay(small, heat, alpha, cmap))
             ax.set_xticks([])
