@@ -179,3 +179,59 @@ def test_real_photo_with_exif_orientation(face_fixtures: Path, bundle: Path, tmp
     assert _main(["explain", str(bundle), str(photo), "-o", str(out), "--whole-image"],
                  monkeypatch) == 0
     assert _size(out / "live_exif6.face0.rollout.image.png") == upright
+
+
+class _Face:
+    def __init__(self, box: tuple[float, float, float, float]) -> None:
+        self.box, self.score, self.landmarks = box, 0.99, None
+
+
+class _FakeRecipe:
+    """Stands in for vitfas.faces.CropRecipe: one face, a square crop of scale x its box."""
+
+    def __init__(self, detector: str, scale: float, size: int, colour_order: str) -> None:
+        self.detector, self.scale, self.size = detector, scale, size
+
+    def apply(self, rgb: np.ndarray) -> list[tuple[_Face, np.ndarray]]:
+        import cv2
+
+        if rgb.mean() < 1:  # an all-black photo has no face
+            return []
+        face = _Face((40.0, 30.0, 80.0, 70.0))  # 40 x 40 -> x1.5 -> (30, 20, 90, 80)
+        crop = cv2.resize(rgb[20:80, 30:90], (self.size, self.size),
+                          interpolation=cv2.INTER_AREA)
+        return [(face, crop)]
+
+
+def test_face_crop_recipe_path_overlays_the_crop_box(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    import vitfas.faces
+
+    monkeypatch.setattr(vitfas.faces, "CropRecipe", _FakeRecipe, raising=False)
+    pre = {**PRE, "detector": "fake", "crop_scale": 1.5, "img_size": [32, 32]}
+    bundle = save_bundle(tmp_path / "b", VisionTransformer(tiny_config(img_size=32)),
+                         class_names=["spoof", "live"], live_index=1, preprocessing=pre)
+    rng = np.random.default_rng(1)
+    photo = rng.integers(60, 200, (100, 140, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(tmp_path / "p.png")
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "black.png")
+    out = tmp_path / "out"
+    code = _main(["explain", str(bundle), str(tmp_path / "p.png"), str(tmp_path / "black.png"),
+                  "-o", str(out), "--json"], monkeypatch)
+    assert code == 1  # the black photo has no face: skipped and counted
+    s = json.loads(capsys.readouterr().out)
+    assert s["images"] == 1 and s["skipped"] == 1 and "no face" in s["errors"][0]["error"]
+    face = s["results"][0]["faces"][0]
+    assert face["crop_box"] == [30.0, 20.0, 90.0, 80.0]
+    assert face["face_box"] == [40.0, 30.0, 80.0, 70.0]
+    assert _size(out / "p.face0.rollout.crop.png") == (32, 32)
+    with Image.open(out / "p.face0.rollout.image.png") as im:
+        drawn = np.asarray(im.convert("RGB"))
+    assert drawn.shape == photo.shape
+    changed = (drawn != photo).any(-1)
+    # the heatmap covers the crop region (and its outline), nothing else
+    assert changed[22:78, 32:88].mean() > 0.95
+    outside = np.ones_like(changed)
+    outside[17:84, 27:94] = False
+    assert not changed[outside].any()

@@ -21,7 +21,7 @@ import argparse
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -182,7 +182,6 @@ class FaceCrop:
     crop_rgb: np.ndarray  # [Hc, Wc, 3] uint8 RGB
     box: Box  # region of the original covered by the crop (x0, y0, x1, y1)
     face_box: Box | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _img_size(pre: dict[str, Any], model: nn.Module) -> tuple[int, int]:
@@ -411,7 +410,9 @@ def run_images(args: argparse.Namespace) -> int:
             pred = int(probs[b].argmax())
             rec: dict[str, Any] = {
                 "face": k,
-                "box": [round(v, 2) for v in face.box],
+                "crop_box": [round(v, 2) for v in face.box],
+                "face_box": None if face.face_box is None
+                else [round(v, 2) for v in face.face_box],
                 "predicted": class_names[pred] if pred < len(class_names) else pred,
                 "probabilities": [round(float(v), 6) for v in probs[b]],
                 "files": files,

@@ -123,7 +123,10 @@ def similarity_figure(
     fig = Figure(figsize=(side * mosaic.shape[1] / max(mosaic.shape) + 1.4,
                           side * mosaic.shape[0] / max(mosaic.shape) + 0.8), dpi=100)
     ax = fig.subplots()
-    im = ax.imshow(mosaic, cmap=cmap, vmin=-1.0, vmax=1.0, interpolation="nearest")
+    # colour range: the lowest similarity present .. 1 (a fixed -1..1 washes out sin-cos
+    # embeddings, whose similarities all sit well above 0)
+    lo = float(min(np.nanmin(mosaic), 0.99))
+    im = ax.imshow(mosaic, cmap=cmap, vmin=lo, vmax=1.0, interpolation="nearest")
     step_r, step_c = max(1, h // 8), max(1, w // 8)
     ax.set_yticks([i * (h + gap) + (h - 1) / 2 for i in range(0, h, step_r)],
                   [str(i + 1) for i in range(0, h, step_r)])
