@@ -145,6 +145,13 @@ def test_pos_embed_figure_for_bundle_checkpoint_and_registry_name(
                   str(tmp_path / "pe3")], monkeypatch) == 0
     assert "14x14 positions" in capsys.readouterr().out
 
+    assert _main(["explain", "vit_tiny_patch16_22", "--pos-embed", "-o", str(tmp_path / "x")],
+                 monkeypatch) == 1
+    assert "did you mean" in capsys.readouterr().err
+    assert _main(["explain", str(tmp_path / "missing.pth"), "--pos-embed", "-o",
+                  str(tmp_path / "x")], monkeypatch) == 1
+    assert "no such file" in capsys.readouterr().err
+
     rel = save_model(VisionTransformer(tiny_config(pos_embed="rel")), tmp_path / "rel")
     assert _main(["explain", str(rel), "--pos-embed", "-o", str(tmp_path / "pe4")],
                  monkeypatch) == 1

@@ -150,6 +150,8 @@ def load_any_model(source: str, pretrained: bool = False, device: str = "cpu") -
             f"{p}: not a bundle, and reading other checkpoints needs vitfas.weights.load_model "
             f"(not available in this build)"
         )
+    if "/" in source or source.endswith((".pt", ".pth", ".bin", ".safetensors", ".npz")):
+        raise BadCheckpointError(f"{source}: no such file or folder")
     from vitfas.models import create_model
 
     return create_model(source, pretrained=True if pretrained else None).eval().to(device)
