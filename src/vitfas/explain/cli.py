@@ -75,7 +75,8 @@ def register(subparsers: Any) -> None:
                    help="a model bundle folder; with --pos-embed also a registry name or a "
                         "checkpoint path")
     p.add_argument("images", nargs="*", metavar="IMAGE", help="photos to explain")
-    p.add_argument("-o", "--out", required=True, type=Path, help="output folder for the PNGs")
+    p.add_argument("-o", "--out", required=True, type=Path, metavar="DIR",
+                   help="output folder for the PNGs")
     p.add_argument("--pos-embed", action="store_true",
                    help="draw the position-embedding similarity figure instead (no images)")
     p.add_argument("--pretrained", action="store_true",
@@ -83,20 +84,20 @@ def register(subparsers: Any) -> None:
     p.add_argument("--method", choices=METHODS, default="rollout",
                    help="attention: one block's raw attention; rollout: attention rollout; "
                         "grad-rollout: gradient-weighted rollout for --class (default rollout)")
-    p.add_argument("--layer", type=int, default=None,
+    p.add_argument("--layer", type=int, default=None, metavar="L",
                    help="attention: the block shown; rollouts: the last block rolled through "
                         "(default: the last block; negative counts from the end)")
-    p.add_argument("--head", type=int, default=None,
+    p.add_argument("--head", type=int, default=None, metavar="H",
                    help="attention: one head (default: heads fused with --head-fusion)")
     p.add_argument("--head-fusion", choices=HEAD_FUSIONS, default="mean",
                    help="how heads are combined (default mean)")
-    p.add_argument("--discard-ratio", type=float, default=0.0,
+    p.add_argument("--discard-ratio", type=float, default=0.0, metavar="R",
                    help="rollout: drop this fraction of the lowest attention entries per "
                         "block, never the class token's (default 0, e.g. 0.9)")
-    p.add_argument("--query", default="auto",
+    p.add_argument("--query", default="auto", metavar="TOKEN",
                    help="whose attention: auto (class token, or the patch mean without one), "
                         "cls, dist, mean, or a token index (default auto)")
-    p.add_argument("--class", dest="target", default=None,
+    p.add_argument("--class", dest="target", default=None, metavar="NAME|INDEX",
                    help="grad-rollout: class name or index to explain (default: predicted)")
     p.add_argument("--all-heads", action="store_true",
                    help="also write a grid of every block x head attention map per face")
@@ -104,7 +105,8 @@ def register(subparsers: Any) -> None:
                    help="treat each image as the face crop (no face detection)")
     p.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity (default 0.5)")
     p.add_argument("--cmap", default="jet", help="matplotlib colormap (default jet)")
-    p.add_argument("--batch-size", type=int, default=8, help="faces per forward (default 8)")
+    p.add_argument("--batch-size", type=int, default=8, metavar="N",
+                   help="faces per forward (default 8)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
     p.set_defaults(func=run)
