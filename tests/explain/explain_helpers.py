@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+import dataclasses
 
-from vitfas.models import VisionTransformer, ViTConfig
+from vitfas.models import ViTConfig
+from vitfas.models.deit import DeiTConfig, DistilledVisionTransformer
 
 
 def tiny_config(**overrides: object) -> ViTConfig:
@@ -17,15 +17,7 @@ def tiny_config(**overrides: object) -> ViTConfig:
     return ViTConfig(**base)  # type: ignore[arg-type]
 
 
-class TinyDistilled(VisionTransformer):
-    """A DeiT-style model: class token, then a distillation token, then registers/patches."""
-
-    def __init__(self, config: ViTConfig) -> None:
-        super().__init__(config)
-        self.dist_token = nn.Parameter(torch.randn(1, 1, config.embed_dim) * 0.02)
-        self.num_prefix_tokens = config.num_prefix_tokens + 1
-
-    def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
-        t = super()._pos_embed(x)
-        d = self.dist_token.expand(t.shape[0], -1, -1)
-        return torch.cat([t[:, :1], d, t[:, 1:]], dim=1)
+def tiny_deit(**overrides: object) -> DistilledVisionTransformer:
+    """A tiny distilled DeiT (class token 0, distillation token 1, then the patches)."""
+    cfg = tiny_config(**overrides)
+    return DistilledVisionTransformer(DeiTConfig(**dataclasses.asdict(cfg), distilled=True))

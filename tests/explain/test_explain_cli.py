@@ -16,7 +16,7 @@ from vitfas.bundle import save_bundle
 from vitfas.models import VisionTransformer
 from vitfas.weights import save_model
 
-PRE = {"detector": "none", "crop_scale": 1.0, "img_size": [32, 48], "mean": [0.5] * 3,
+PRE = {"detector": "none", "crop_scale": 1.0, "img_size": [32, 32], "mean": [0.5] * 3,
        "std": [0.5] * 3, "colour_order": "RGB", "frames_per_video": 1}
 
 
@@ -24,6 +24,12 @@ def _main(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
     # only this verb: other parts' modules may not exist in this branch
     monkeypatch.setattr(vitfas.cli, "COMMAND_MODULES", ("vitfas.explain.cli",))
     return vitfas.cli.main(["-q", *argv])
+
+
+def test_verb_is_registered() -> None:
+    parser = vitfas.cli.build_parser()
+    args = parser.parse_args(["explain", "b", "x.jpg", "-o", "out"])
+    assert args.command == "explain" and args.method == "rollout" and args.images == ["x.jpg"]
 
 
 def _size(p: str | Path) -> tuple[int, int]:
@@ -34,7 +40,7 @@ def _size(p: str | Path) -> tuple[int, int]:
 
 @pytest.fixture
 def bundle(tmp_path: Path) -> Path:
-    model = VisionTransformer(tiny_config(reg_tokens=1))
+    model = VisionTransformer(tiny_config(img_size=32, reg_tokens=1))
     return save_bundle(tmp_path / "bundle", model, class_names=["spoof", "live"],
                        live_index=1, preprocessing=PRE)
 
@@ -63,7 +69,7 @@ def test_explain_writes_pngs_of_the_expected_size(
     summary = json.loads(capsys.readouterr().out)
     assert summary["images"] == 2 and summary["skipped"] == 1 and summary["files"] == 6
     assert "broken.jpg" in summary["errors"][0]["image"]
-    assert _size(out / "a.face0.rollout.crop.png") == (48, 32)  # the model's 32x48 crop
+    assert _size(out / "a.face0.rollout.crop.png") == (32, 32)  # the model's 32x32 crop
     assert _size(out / "a.face0.rollout.image.png") == (70, 50)  # the original photo
     assert _size(out / "b.face0.rollout.image.png") == (64, 64)
     assert _size(out / "a.face0.layers_heads.png")[0] > 100
@@ -84,7 +90,7 @@ def test_methods(
     assert _main(["explain", str(bundle), str(images[0]), "-o", str(out), *extra],
                  monkeypatch) == 0
     method = extra[1]
-    assert _size(out / f"a.face0.{method}.crop.png") == (48, 32)
+    assert _size(out / f"a.face0.{method}.crop.png") == (32, 32)
     assert _size(out / f"a.face0.{method}.image.png") == (70, 50)
     text = capsys.readouterr().out
     assert "P(live)=" in text and "wrote 2 PNGs" in text
@@ -158,23 +164,6 @@ def test_pos_embed_figure_for_bundle_checkpoint_and_registry_name(
     assert "no absolute position embedding" in capsys.readouterr().err
 
 
-def test_detector_needs_faces_module(bundle: Path, images: list[Path], tmp_path: Path,
-                                     monkeypatch: pytest.MonkeyPatch,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
-    import vitfas.faces
-
-    if hasattr(vitfas.faces, "CropRecipe"):
-        pytest.skip("vitfas.faces is available in this build")
-    cfg = json.loads((bundle / "config.json").read_text())
-    cfg["preprocessing"]["detector"] = "some-detector"
-    (bundle / "config.json").write_text(json.dumps(cfg))
-    assert _main(["explain", str(bundle), str(images[0]), "-o", str(tmp_path / "o")],
-                 monkeypatch) == 1
-    assert "--whole-image" in capsys.readouterr().err
-    assert _main(["explain", str(bundle), str(images[0]), "-o", str(tmp_path / "o"),
-                  "--whole-image"], monkeypatch) == 0
-
-
 def test_real_photo_with_exif_orientation(face_fixtures: Path, bundle: Path, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     photo = face_fixtures / "live_exif6.jpg"
@@ -188,57 +177,60 @@ def test_real_photo_with_exif_orientation(face_fixtures: Path, bundle: Path, tmp
     assert _size(out / "live_exif6.face0.rollout.image.png") == upright
 
 
-class _Face:
-    def __init__(self, box: tuple[float, float, float, float]) -> None:
-        self.box, self.score, self.landmarks = box, 0.99, None
-
-
-class _FakeRecipe:
-    """Stands in for vitfas.faces.CropRecipe: one face, a square crop of scale x its box."""
-
-    def __init__(self, detector: str, scale: float, size: int, colour_order: str) -> None:
-        self.detector, self.scale, self.size = detector, scale, size
-
-    def apply(self, rgb: np.ndarray) -> list[tuple[_Face, np.ndarray]]:
-        import cv2
-
-        if rgb.mean() < 1:  # an all-black photo has no face
-            return []
-        face = _Face((40.0, 30.0, 80.0, 70.0))  # 40 x 40 -> x1.5 -> (30, 20, 90, 80)
-        crop = cv2.resize(rgb[20:80, 30:90], (self.size, self.size),
-                          interpolation=cv2.INTER_AREA)
-        return [(face, crop)]
-
-
-def test_face_crop_recipe_path_overlays_the_crop_box(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+def test_crop_box_from_the_recipe_and_whole_image(
+    bundle: Path, images: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    import vitfas.faces
-
-    monkeypatch.setattr(vitfas.faces, "CropRecipe", _FakeRecipe, raising=False)
-    pre = {**PRE, "detector": "fake", "crop_scale": 1.5, "img_size": [32, 32]}
-    bundle = save_bundle(tmp_path / "b", VisionTransformer(tiny_config(img_size=32)),
-                         class_names=["spoof", "live"], live_index=1, preprocessing=pre)
-    rng = np.random.default_rng(1)
-    photo = rng.integers(60, 200, (100, 140, 3), dtype=np.uint8)
-    Image.fromarray(photo).save(tmp_path / "p.png")
-    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "black.png")
-    out = tmp_path / "out"
-    code = _main(["explain", str(bundle), str(tmp_path / "p.png"), str(tmp_path / "black.png"),
-                  "-o", str(out), "--json"], monkeypatch)
-    assert code == 1  # the black photo has no face: skipped and counted
+    # detector "none", scale 1: the face box is the whole 70x50 photo and the crop the
+    # 70-pixel square centred on it: x0 = 35 - 35 = 0, y0 = 25 - 35 = -10
+    out = tmp_path / "o"
+    assert _main(["explain", str(bundle), str(images[0]), "-o", str(out), "--json"],
+                 monkeypatch) == 0
+    face = json.loads(capsys.readouterr().out)["results"][0]["faces"][0]
+    assert face["face_box"] == [0.0, 0.0, 70.0, 50.0]
+    assert face["crop_box"] == [0.0, -10.0, 70.0, 60.0]
+    # a detector that finds no face in noise: skipped and counted, unless --whole-image
+    cfg = json.loads((bundle / "config.json").read_text())
+    cfg["preprocessing"].update(detector="haar", crop_scale=1.5)
+    (bundle / "config.json").write_text(json.dumps(cfg))
+    assert _main(["explain", str(bundle), str(images[0]), "-o", str(out), "--json"],
+                 monkeypatch) == 1
     s = json.loads(capsys.readouterr().out)
-    assert s["images"] == 1 and s["skipped"] == 1 and "no face" in s["errors"][0]["error"]
-    face = s["results"][0]["faces"][0]
-    assert face["crop_box"] == [30.0, 20.0, 90.0, 80.0]
-    assert face["face_box"] == [40.0, 30.0, 80.0, 70.0]
-    assert _size(out / "p.face0.rollout.crop.png") == (32, 32)
-    with Image.open(out / "p.face0.rollout.image.png") as im:
+    assert s["skipped"] == 1 and "no face" in s["errors"][0]["error"]
+    assert _main(["explain", str(bundle), str(images[0]), "-o", str(out), "--json",
+                  "--whole-image"], monkeypatch) == 0
+    face = json.loads(capsys.readouterr().out)["results"][0]["faces"][0]
+    assert face["crop_box"] == [0.0, -10.0, 70.0, 60.0]  # scale 1, not the bundle's 1.5
+
+
+def test_real_face_overlay_lands_on_the_crop_box(
+    face_fixtures: Path, bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from vitfas.data.io import load_image
+    from vitfas.faces import get_detector, square_box
+
+    photo = face_fixtures / "live_2.jpg"
+    if not photo.is_file():
+        pytest.skip(f"{photo} missing")
+    cfg = json.loads((bundle / "config.json").read_text())
+    cfg["preprocessing"].update(detector="haar", crop_scale=1.3)
+    (bundle / "config.json").write_text(json.dumps(cfg))
+    out = tmp_path / "o"
+    assert _main(["explain", str(bundle), str(photo), "-o", str(out), "--json"],
+                 monkeypatch) == 0
+    face = json.loads(capsys.readouterr().out)["results"][0]["faces"][0]
+    rgb = load_image(photo)
+    det = get_detector("haar").detect(rgb)[0]
+    x0, y0, side = square_box(det.box, 1.3)
+    assert face["crop_box"] == [x0, y0, x0 + side, y0 + side]
+    assert _size(out / "live_2.face0.rollout.crop.png") == (32, 32)
+    with Image.open(out / "live_2.face0.rollout.image.png") as im:
         drawn = np.asarray(im.convert("RGB"))
-    assert drawn.shape == photo.shape
-    changed = (drawn != photo).any(-1)
-    # the heatmap covers the crop region (and its outline), nothing else
-    assert changed[22:78, 32:88].mean() > 0.95
+    assert drawn.shape == rgb.shape
+    changed = (drawn != rgb).any(-1)
+    # the heatmap covers the crop box (and its outline), nothing else
+    assert changed[y0 + 3 : y0 + side - 3, x0 + 3 : x0 + side - 3].mean() > 0.95
     outside = np.ones_like(changed)
-    outside[17:84, 27:94] = False
+    outside[max(y0 - 3, 0) : y0 + side + 3, max(x0 - 3, 0) : x0 + side + 3] = False
     assert not changed[outside].any()

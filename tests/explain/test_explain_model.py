@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from explain_helpers import TinyDistilled, tiny_config
+from explain_helpers import tiny_config, tiny_deit
 from torch import nn
 
 from vitfas.errors import BadConfigError
@@ -55,17 +55,19 @@ def test_no_class_token_uses_the_mean_over_patch_queries() -> None:
 
 
 def test_distillation_token() -> None:
-    model = TinyDistilled(tiny_config(reg_tokens=1)).eval()
+    model = tiny_deit().eval()
     x = torch.randn(2, 3, 32, 48)
     lay = token_layout(model, x.shape)
-    assert (lay.num_prefix_tokens, lay.cls_index, lay.dist_index) == (3, 0, 1)
+    assert (lay.num_prefix_tokens, lay.cls_index, lay.dist_index) == (2, 0, 1)
     attns = _attns(model, x)
-    assert attns[0].shape[-1] == 3 + 24
+    assert attns[0].shape[-1] == 2 + 24
     e = explain(model, x, "rollout", query="dist")
-    want = rollout(attns, keep_tokens=(0, 1))[:, 1, 3:].reshape(2, 4, 6)
+    want = rollout(attns, keep_tokens=(0, 1))[:, 1, 2:].reshape(2, 4, 6)
     torch.testing.assert_close(e.maps, want)
     a = explain(model, x, "attention", query="cls", layer=0)
-    torch.testing.assert_close(a.maps, attns[0].mean(1)[:, 0, 3:].reshape(2, 4, 6))
+    torch.testing.assert_close(a.maps, attns[0].mean(1)[:, 0, 2:].reshape(2, 4, 6))
+    g = explain(model, x, "grad-rollout", target=1)  # the eval logits: mean of both heads
+    assert g.maps.shape == (2, 4, 6) and g.target.tolist() == [1, 1]
     with pytest.raises(BadConfigError, match="no distillation token"):
         explain(VisionTransformer(tiny_config()).eval(), x, query="dist")
 

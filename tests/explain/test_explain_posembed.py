@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from explain_helpers import TinyDistilled, tiny_config
+from explain_helpers import tiny_config, tiny_deit
 from PIL import Image
 
 from vitfas.errors import BadConfigError
@@ -41,9 +41,10 @@ def test_position_embedding_of_models() -> None:
     # learned, grid only
     m2 = VisionTransformer(tiny_config(reg_tokens=2, pos_embed_on_prefix=False))
     torch.testing.assert_close(position_embedding(m2)[0], m2.pos_embed[0].detach())
-    # distillation token (class + dist share the prefix; pos_embed was built for 1 prefix)
-    m3 = TinyDistilled(tiny_config(pos_embed_on_prefix=False))
-    assert position_embedding(m3)[0].shape == (24, 32)
+    # DeiT: class and distillation tokens both have a position entry
+    m3 = tiny_deit()
+    assert m3.pos_embed.shape[1] == 2 + 24
+    torch.testing.assert_close(position_embedding(m3)[0], m3.pos_embed[0, 2:].detach())
     # sincos: computed for the grid
     m4 = VisionTransformer(tiny_config(pos_embed="sincos"))
     torch.testing.assert_close(position_embedding(m4)[0], sincos_2d((4, 6), 32))

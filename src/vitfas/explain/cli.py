@@ -20,16 +20,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
 
+from vitfas.data.io import load_image
 from vitfas.errors import (
     BadCheckpointError,
     BadConfigError,
@@ -55,8 +54,6 @@ from vitfas.explain.rollout import HEAD_FUSIONS
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MEAN = (0.5, 0.5, 0.5)
-DEFAULT_STD = (0.5, 0.5, 0.5)
 
 
 def register(subparsers: Any) -> None:
@@ -159,33 +156,15 @@ def load_any_model(source: str, pretrained: bool = False, device: str = "cpu") -
     return create_model(source, pretrained=True if pretrained else None).eval().to(device)
 
 
-def _load_image(path: Path) -> np.ndarray:
-    """``[H, W, 3]`` uint8 RGB, EXIF orientation applied."""
-    try:
-        from vitfas.data.io import load_image
-    except ImportError:
-        load_image = None
-    if load_image is not None:
-        return load_image(path)
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    if not path.is_file():
-        raise BadImageError(f"{path}: no such file")
-    try:
-        with Image.open(path) as im:
-            return np.asarray(ImageOps.exif_transpose(im).convert("RGB")).copy()
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise BadImageError(f"{path}: cannot read as an image ({exc})") from exc
-
-
 # --------------------------------------------------------------------------- faces
 @dataclass
 class FaceCrop:
-    """One face: the crop shown to the model and where it came from in the photo."""
+    """One face: the crop given to the model and where it came from in the photo."""
 
-    crop_rgb: np.ndarray  # [Hc, Wc, 3] uint8 RGB
-    box: Box  # region of the original covered by the crop (x0, y0, x1, y1)
-    face_box: Box | None = None
+    crop: np.ndarray  # [S, S, 3] uint8 in the bundle's colour order, as the recipe made it
+    crop_rgb: np.ndarray  # the same in RGB, for drawing
+    box: Box  # region of the original photo covered by the crop (x0, y0, x1, y1)
+    face_box: Box
 
 
 def _img_size(pre: dict[str, Any], model: nn.Module) -> tuple[int, int]:
@@ -199,85 +178,45 @@ def _img_size(pre: dict[str, Any], model: nn.Module) -> tuple[int, int]:
     return (int(size[0]), int(size[1]))
 
 
-def _scaled_box(face_box: Box, scale: float) -> Box:
-    x0, y0, x1, y1 = face_box
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    side = max(x1 - x0, y1 - y0) * scale
-    return (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+def crop_recipe(pre: dict[str, Any], size: tuple[int, int], whole_image: bool = False) -> Any:
+    """The bundle's :class:`vitfas.faces.CropRecipe`.
+
+    ``whole_image``: the photo already is the face crop: no detection, no extra margin
+    (detector ``"none"``, scale 1). A non-square input size gets square crops of its
+    height, resized to ``H x W`` by the eval transform.
+    """
+    import dataclasses
+
+    from vitfas.faces import CropRecipe
+
+    recipe = CropRecipe.from_preprocessing({**pre, "img_size": [size[0], size[0]]})
+    if whole_image:
+        recipe = dataclasses.replace(recipe, detector="none", scale=1.0)
+    return recipe
 
 
-def _crop_region(recipe: Any, face: Any, image: np.ndarray, crop: np.ndarray) -> Box:
-    """The region of ``image`` that ``recipe`` resampled into ``crop`` for ``face``."""
-    for name in ("crop_box", "crop_region", "region"):
-        fn = getattr(recipe, name, None)
-        if callable(fn):
-            return tuple(float(v) for v in fn(face, image.shape))  # type: ignore[return-value]
-    box = getattr(face, "crop_box", None)
-    if box is not None:
-        return tuple(float(v) for v in box)  # type: ignore[return-value]
-    scale = float(getattr(recipe, "scale", 1.0) or 1.0)
-    region = _scaled_box(tuple(face.box), scale)
-    # check the guess: resample that region and compare with the crop we were given
-    Hc, Wc = crop.shape[:2]
-    x0, y0, x1, y1 = region
-    sx, sy = (x1 - x0) / Wc, (y1 - y0) / Hc
-    inv = np.array([[1 / sx, 0, (0.5 - x0) / sx - 0.5], [0, 1 / sy, (0.5 - y0) / sy - 0.5]])
-    guess = cv2.warpAffine(image, inv, (Wc, Hc), flags=cv2.INTER_AREA,
-                           borderMode=cv2.BORDER_REPLICATE)
-    err = float(np.abs(guess.astype(np.float32) - crop.astype(np.float32)).mean())
-    if err > 20.0:
-        log.warning("the crop region on the original photo is an estimate (face box x %.2f) "
-                    "that differs from the crop (mean abs diff %.1f); the overlay on the "
-                    "original may be misplaced", scale, err)
-    return region
+def eval_transform(pre: dict[str, Any], size: tuple[int, int]) -> Any:
+    """The evaluation transform of training (resize, scale to [0, 1], normalise)."""
+    from vitfas.data.transforms import build_transforms
+
+    kw = {k: pre[k] for k in ("mean", "std") if pre.get(k) is not None}
+    if len(kw) < 2:
+        log.warning("preprocessing has no mean/std; using the data pipeline's defaults")
+    return build_transforms(False, list(size), **kw)
 
 
-def faces_of(
-    image: np.ndarray, pre: dict[str, Any], size: tuple[int, int], whole_image: bool
-) -> list[FaceCrop]:
-    """The face crops of one photo, following the bundle's preprocessing recipe."""
-    detector = pre.get("detector") or "none"
-    if whole_image or detector == "none":
-        H, W = image.shape[:2]
-        interp = cv2.INTER_AREA if size[0] * size[1] < H * W else cv2.INTER_LINEAR
-        crop = cv2.resize(image, (size[1], size[0]), interpolation=interp)
-        return [FaceCrop(crop, (0.0, 0.0, float(W), float(H)))]
-    try:
-        from vitfas.faces import CropRecipe
-    except ImportError:
-        raise BadConfigError(
-            f"the bundle crops faces with detector {detector!r} but vitfas.faces is not "
-            f"available; pass --whole-image for photos that are already face crops"
-        ) from None
-    recipe = CropRecipe(detector=detector, scale=pre.get("crop_scale", 1.0), size=size[0],
-                        colour_order=pre.get("colour_order", "RGB"))
+def faces_of(image: np.ndarray, recipe: Any) -> list[FaceCrop]:
+    """Every face of one RGB photo (largest first), cropped exactly as in training."""
+    from vitfas.faces import square_box
+
     out = []
     for face, crop in recipe.apply(image):
-        crop = np.ascontiguousarray(crop)
-        if str(pre.get("colour_order", "RGB")).upper() == "BGR":
-            crop = np.ascontiguousarray(crop[..., ::-1])
-        out.append(FaceCrop(crop, _crop_region(recipe, face, image, crop),
-                            tuple(float(v) for v in face.box)))
+        x0, y0, side = square_box(face.box, recipe.scale)
+        rgb = crop if recipe.colour_order == "RGB" else np.ascontiguousarray(crop[..., ::-1])
+        out.append(FaceCrop(crop, rgb, (float(x0), float(y0), float(x0 + side),
+                                        float(y0 + side)),
+                            tuple(float(v) for v in face.box)))  # type: ignore[arg-type]
     return out
-
-
-def to_tensor(
-    crops: Sequence[np.ndarray], pre: dict[str, Any], size: tuple[int, int]
-) -> torch.Tensor:
-    """RGB crops -> normalised ``[B, 3, H, W]`` in the bundle's colour order."""
-    mean = torch.tensor(pre.get("mean") or DEFAULT_MEAN, dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(pre.get("std") or DEFAULT_STD, dtype=torch.float32).view(1, 3, 1, 1)
-    arrs = []
-    for c in crops:
-        if c.shape[:2] != size:
-            interp = cv2.INTER_AREA if c.shape[0] * c.shape[1] > size[0] * size[1] \
-                else cv2.INTER_LINEAR
-            c = cv2.resize(c, (size[1], size[0]), interpolation=interp)
-        if str(pre.get("colour_order", "RGB")).upper() == "BGR":
-            c = c[..., ::-1]
-        arrs.append(np.ascontiguousarray(c))
-    x = torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).float() / 255.0
-    return (x - mean) / std
 
 
 # --------------------------------------------------------------------------- verbs
@@ -365,9 +304,8 @@ def run_images(args: argparse.Namespace) -> int:
     bundle = load_bundle(src, device=args.device)
     model, pre = bundle.model, bundle.preprocessing
     size = _img_size(pre, model)
-    if not pre.get("mean") or not pre.get("std"):
-        log.warning("%s: preprocessing has no mean/std; using %s/%s", src, DEFAULT_MEAN,
-                    DEFAULT_STD)
+    recipe = crop_recipe(pre, size, args.whole_image)
+    transform = eval_transform(pre, size)
     class_names = bundle.class_names
     target = _target(args.target, class_names)
     if target is not None and args.method != "grad-rollout":
@@ -387,7 +325,7 @@ def run_images(args: argparse.Namespace) -> int:
         nonlocal n_files
         if not pending:
             return
-        x = to_tensor([f.crop_rgb for _, _, f in pending], pre, size).to(args.device)
+        x = torch.stack([transform(f.crop) for _, _, f in pending]).to(args.device)
         e = explain(
             model, x, args.method, layer=args.layer, head=args.head,
             head_fusion=args.head_fusion, discard_ratio=args.discard_ratio, query=args.query,
@@ -432,8 +370,8 @@ def run_images(args: argparse.Namespace) -> int:
     for path in tqdm([Path(p) for p in args.images], desc="explain", unit="img",
                      disable=args.quiet):
         try:
-            rgb = _load_image(path)
-            faces = faces_of(rgb, pre, size, args.whole_image)
+            rgb = load_image(path)
+            faces = faces_of(rgb, recipe)
             if not faces:
                 raise NoFaceError(f"{path}: no face found")
         except (BadImageError, NoFaceError) as exc:
@@ -471,4 +409,5 @@ def run_images(args: argparse.Namespace) -> int:
     return 1 if skipped else 0
 
 
-__all__ = ["FaceCrop", "faces_of", "load_any_model", "register", "run", "to_tensor"]
+__all__ = ["FaceCrop", "crop_recipe", "eval_transform", "faces_of", "load_any_model",
+           "register", "run"]
