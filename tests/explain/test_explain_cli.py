@@ -158,6 +158,21 @@ def test_pos_embed_figure_for_bundle_checkpoint_and_registry_name(
                   str(tmp_path / "x")], monkeypatch) == 1
     assert "no such file" in capsys.readouterr().err
 
+    # hub checkpoints go to vitfas.weights.load_model (stubbed: tests stay offline)
+    import vitfas.weights
+
+    seen = []
+
+    def fake_load(path: str, name: str | None = None) -> VisionTransformer:
+        seen.append((path, name))
+        return VisionTransformer(tiny_config(pos_embed="sincos"))
+
+    monkeypatch.setattr(vitfas.weights, "load_model", fake_load)
+    assert _main(["explain", "hf-hub:org/repo", "--pos-embed", "-o", str(tmp_path / "pe5")],
+                 monkeypatch) == 0
+    assert seen == [("hf-hub:org/repo", None)]
+    monkeypatch.undo()
+
     rel = save_model(VisionTransformer(tiny_config(pos_embed="rel")), tmp_path / "rel")
     assert _main(["explain", str(rel), "--pos-embed", "-o", str(tmp_path / "pe4")],
                  monkeypatch) == 1

@@ -69,8 +69,8 @@ def register(subparsers: Any) -> None:
         ),
     )
     p.add_argument("source", metavar="BUNDLE|MODEL",
-                   help="a model bundle folder; with --pos-embed also a registry name or a "
-                        "checkpoint path")
+                   help="a model bundle folder; with --pos-embed also a registry name, a "
+                        "checkpoint file or folder, or hf-hub:org/repo")
     p.add_argument("images", nargs="*", metavar="IMAGE", help="photos to explain")
     p.add_argument("-o", "--out", required=True, type=Path, metavar="DIR",
                    help="output folder for the PNGs")
@@ -78,6 +78,8 @@ def register(subparsers: Any) -> None:
                    help="draw the position-embedding similarity figure instead (no images)")
     p.add_argument("--pretrained", action="store_true",
                    help="with --pos-embed and a registry name: load its public checkpoint")
+    p.add_argument("--arch", default=None, metavar="NAME",
+                   help="with --pos-embed and a bare state dict: its registry architecture")
     p.add_argument("--method", choices=METHODS, default="rollout",
                    help="attention: one block's raw attention; rollout: attention rollout; "
                         "grad-rollout: gradient-weighted rollout for --class (default rollout)")
@@ -120,35 +122,22 @@ def _is_bundle(path: Path) -> bool:
         return False
 
 
-def load_any_model(source: str, pretrained: bool = False, device: str = "cpu") -> nn.Module:
-    """A model from a bundle folder, a checkpoint path or a registry name (eval mode)."""
+def load_any_model(
+    source: str, pretrained: bool = False, device: str = "cpu", arch: str | None = None
+) -> nn.Module:
+    """A model (eval mode) from a bundle folder, any checkpoint
+    :func:`vitfas.weights.load_model` reads (file, folder or ``hf-hub:org/repo``), or a
+    registry name (random weights unless ``pretrained``). ``arch`` names the registry
+    architecture of a bare state dict."""
+    from vitfas.weights import load_model
+
     p = Path(source)
-    if p.exists():
-        if p.is_dir() and _is_bundle(p):
-            from vitfas.bundle import load_bundle
+    if p.is_dir() and _is_bundle(p):
+        from vitfas.bundle import load_bundle
 
-            return load_bundle(p, device=device).model
-        import vitfas.weights as weights
-
-        loader = getattr(weights, "load_model", None)
-        if loader is not None:
-            return loader(p).eval().to(device)
-        cfg = p / "config.json" if p.is_dir() else None
-        if cfg is not None and cfg.is_file() and (p / "model.safetensors").is_file():
-            from safetensors.torch import load_file
-
-            from vitfas.bundle import build_from_architecture
-
-            meta = json.loads(cfg.read_text())
-            if "architecture" not in meta:
-                raise BadCheckpointError(f"{cfg}: no 'architecture' entry")
-            model = build_from_architecture(meta["architecture"])
-            weights.check_and_load(model, load_file(str(p / "model.safetensors")), str(p))
-            return model.eval().to(device)
-        raise BadCheckpointError(
-            f"{p}: not a bundle, and reading other checkpoints needs vitfas.weights.load_model "
-            f"(not available in this build)"
-        )
+        return load_bundle(p, device=device).model
+    if p.exists() or source.startswith("hf-hub:"):
+        return load_model(source if source.startswith("hf-hub:") else p, arch).eval().to(device)
     if "/" in source or source.endswith((".pt", ".pth", ".bin", ".safetensors", ".npz")):
         raise BadCheckpointError(f"{source}: no such file or folder")
     from vitfas.models import create_model
@@ -267,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_pos_embed(args: argparse.Namespace) -> int:
     """``vitfas explain MODEL_OR_BUNDLE --pos-embed -o DIR``."""
-    model = load_any_model(args.source, args.pretrained, "cpu")
+    model = load_any_model(args.source, args.pretrained, "cpu", args.arch)
     emb, grid = position_embedding(model)
     sim = similarity_maps(emb, grid)
     score = local_structure(sim)
