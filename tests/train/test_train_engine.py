@@ -182,3 +182,27 @@ def test_bf16_autocast_on_cpu_trains(tmp_path):
     with pytest.raises(BadConfigError, match="fp16 needs a CUDA"):
         Engine(model, _CE(), TrainerConfig(precision="fp16", device="cpu"), OptimConfig(),
                _Noisy(8), tmp_path, quiet=True)
+
+
+@pytest.mark.parametrize("name", ["fas_vit_small_adapters", "imagefolder", "synthetic_halftone"])
+def test_example_configs_load(name):
+    from pathlib import Path
+
+    from vitfas.train.run import TrainConfig
+
+    path = Path(__file__).resolve().parents[2] / "configs" / f"{name}.yaml"
+    cfg = load_config(TrainConfig, path, ["trainer.epochs=1"])
+    assert cfg.trainer.epochs == 1 and cfg.optim.lr > 0
+
+
+def test_gradient_scaler_path(tmp_path):
+    """The fp16 code path (scale, unscale, clip, step, update) on a CPU scaler."""
+    model = create_model("vit_tiny_patch16_224", **TINY)
+    cfg = TrainerConfig(epochs=1, batch_size=4, grad_clip=0.5)
+    eng = Engine(model, _CE(), cfg, OptimConfig(lr=1e-3), _Noisy(8), tmp_path, quiet=True)
+    eng.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    before = model.head.weight.detach().clone()
+    res = eng.fit()
+    assert res.step == 2 and not torch.equal(before, model.head.weight)
+    sd = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert sd["scaler"]["scale"] > 0
