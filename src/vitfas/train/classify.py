@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from vitfas.train.scoring import choose_threshold, fas_metrics
+from vitfas.train.scoring import dev_figures, make_scores
 
 
 class ClassificationTask:
@@ -48,11 +48,9 @@ class ClassificationTask:
         return torch.cat(out), torch.cat(ys)
 
     def metrics(self, logits: torch.Tensor, targets: torch.Tensor,
-                attack_types: Sequence[str] | None = None,
-                threshold: float | None = None) -> dict[str, Any]:
-        """Loss and accuracy; for FAS also EER, AUC and (at ``threshold``, default: this
-        set's own EER threshold) APCER/BPCER/ACER."""
-        out: dict[str, Any] = {
+                attack_types: Sequence[str] | None = None) -> dict[str, float]:
+        """Loss and accuracy; for FAS (both classes present) also EER and AUC."""
+        out: dict[str, float] = {
             "loss": float(F.cross_entropy(logits, targets)),
             "acc": float((logits.argmax(1) == targets).float().mean()),
         }
@@ -62,14 +60,10 @@ class ClassificationTask:
         labels = (targets == self.live_index).numpy().astype(int)
         if labels.min() == labels.max():
             return out
-        if attack_types is None:
-            attack_types = ["spoof" if lab == 0 else "none" for lab in labels]
-        thr = threshold if threshold is not None else choose_threshold(scores, labels)["value"]
-        m = fas_metrics(scores, labels, attack_types, thr)
-        out.update({k: m[k] for k in ("eer", "auc", "apcer", "bpcer", "acer")})
+        out.update(dev_figures(make_scores(scores, labels, attack_types)))
         return out
 
     def evaluate(self, model: nn.Module, loader: DataLoader) -> dict[str, float]:
+        """``loss``, ``acc`` (and ``eer``, ``auc`` for FAS) on the evaluation set."""
         logits, targets = self.predict(model, loader)
-        return {k: float(v) for k, v in
-                self.metrics(logits, targets, self.eval_attack_types).items()}
+        return self.metrics(logits, targets, self.eval_attack_types)

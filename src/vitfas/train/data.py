@@ -177,14 +177,67 @@ def build_split(cfg: DataConfig, split: str, train: bool,
         ) from exc
     if not Path(cfg.path).is_file():
         raise BadDataError(f"manifest {cfg.path} does not exist")
-    ds = ManifestDataset(cfg.path, transform=transform, class_names=list(class_names),
-                         split=split)
-    if len(ds) == 0:
+    rows = _manifest_rows(cfg.path)
+    if not any(r.get("split", "") == split and not _is_fta(r) for r in rows):
         if train:
-            raise BadDataError(f"manifest {cfg.path} has no rows with split={split!r}")
+            raise BadDataError(
+                f"manifest {cfg.path} has no usable rows with split={split!r} (splits found: "
+                f"{sorted({r.get('split', '') for r in rows})})"
+            )
         log.warning("manifest %s has no rows with split=%r; skipped", cfg.path, split)
         return None
-    return ds
+    return ManifestDataset(cfg.path, transform=transform, class_names=list(class_names),
+                           split=split)
+
+
+def _manifest_rows(path: str | Path) -> list[dict[str, str]]:
+    from vitfas.data.manifest import read_manifest
+
+    return read_manifest(path)
+
+
+def _is_fta(row: dict[str, str]) -> bool:
+    return str(row.get("fta", "")).strip().lower() in ("1", "true", "yes")
+
+
+def fta_counts(cfg: DataConfig, split: str) -> dict[str, int]:
+    """Failures to acquire in a manifest split (``fta=1`` rows, which have no crop), as
+    ``{attack_type: count}`` with ``none`` for live; empty for ImageFolder data."""
+    if cfg.format != "manifest" or not split:
+        return {}
+    out: dict[str, int] = {}
+    for r in _manifest_rows(cfg.path):
+        if r.get("split", "") == split and _is_fta(r):
+            kind = "none" if r.get("label") == "live" else (r.get("attack_type") or "attack")
+            out[kind] = out.get(kind, 0) + 1
+    return out
+
+
+def prepared_recipe(cfg: DataConfig) -> dict[str, Any]:
+    """The crop recipe of a manifest made by ``vitfas data prepare`` (its ``prepare.json``
+    beside the manifest), in the bundle's ``preprocessing`` names; empty when absent."""
+    if cfg.format != "manifest" or not cfg.path:
+        return {}
+    p = Path(cfg.path).parent / "prepare.json"
+    if not p.is_file():
+        return {}
+    import json
+
+    try:
+        info = json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BadDataError(f"{p}: cannot read the prepare settings ({exc})") from exc
+    recipe = info.get("recipe") or {}
+    out: dict[str, Any] = {}
+    if "detector" in recipe:
+        out["detector"] = recipe["detector"]
+    if "scale" in recipe:
+        out["crop_scale"] = float(recipe["scale"])
+    if "pad" in recipe:
+        out["crop_pad"] = recipe["pad"]
+    if info.get("frames"):
+        out["frames_per_video"] = int(info["frames"])
+    return out
 
 
 def attack_types_of(ds: Dataset) -> list[str]:

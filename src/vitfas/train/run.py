@@ -28,10 +28,12 @@ from vitfas.train.data import (
     balanced_sampler,
     build_split,
     class_names_for,
+    fta_counts,
+    prepared_recipe,
 )
 from vitfas.train.engine import Engine, TrainerConfig, seed_everything, unwrap
 from vitfas.train.optim import OptimConfig
-from vitfas.train.scoring import choose_threshold, fas_metrics
+from vitfas.train.scoring import choose_threshold, make_scores, split_report
 
 log = logging.getLogger(__name__)
 
@@ -226,50 +228,49 @@ def run_training(
         return summary
 
     final = _load_final_weights(engine, cfg)
-    metrics: dict[str, Any] = {}
     threshold = None
     preds = {}
     for split, ds in (("dev", dev_set), ("test", test_set)):
         if ds is not None:
             with torch.no_grad(), engine.autocast():
                 preds[split] = task.predict(final, engine.make_loader(ds))
+    metrics: dict[str, Any] = {
+        "level": "frame",
+        "classification": {split: task.metrics(*p) for split, p in preds.items()},
+    }
     if fas:
-        if "dev" in preds:
-            logits, y = preds["dev"]
-            scores = logits.softmax(1)[:, live_index].double().numpy()
-            labels = (y == live_index).numpy().astype(int)
-            if labels.min() != labels.max():
-                threshold = choose_threshold(scores, labels, cfg.output.threshold)
-            else:
-                log.warning("dev split has only one class; no threshold chosen")
-        else:
-            log.warning("no dev split: the bundle has no operating threshold")
+        splits = {}
         for split, ds in (("dev", dev_set), ("test", test_set)):
             if split not in preds:
                 continue
             logits, y = preds[split]
-            scores = logits.softmax(1)[:, live_index].double().numpy()
-            labels = (y == live_index).numpy().astype(int)
-            m = task.metrics(logits, y)
-            if threshold is not None:
-                m.update(fas_metrics(scores, labels, attack_types_of(ds), threshold["value"]))
-            m["split"] = split
-            m["level"] = "frame"
-            metrics[split] = m
-    else:
-        for split, (logits, y) in preds.items():
-            metrics[split] = {**task.metrics(logits, y), "split": split}
+            splits[split] = make_scores(
+                logits.softmax(1)[:, live_index].double().numpy(),
+                (y == live_index).numpy().astype(int), attack_types_of(ds),
+                fta_counts(cfg.data, getattr(cfg.data, f"{split}_split")),
+            )
+        both = {k: v for k, v in splits.items() if v.n_live and v.n_attack}
+        if "dev" in both:
+            threshold = choose_threshold(both["dev"], cfg.output.threshold)
+            metrics.update(split_report(both, threshold))
+        else:
+            log.warning("no dev split with both live and spoof samples: the bundle has no "
+                        "operating threshold")
+    summary_metrics = {
+        split: {**_headline(metrics, split), **{k: m[k] for k in ("acc", "loss")}}
+        for split, m in metrics["classification"].items()
+    }
 
-    pre = dict(cfg.data.preprocessing)
     preprocessing = {
-        "detector": pre.pop("detector", "none"),
-        "crop_scale": float(pre.pop("crop_scale", 1.0)),
+        "detector": "none",
+        "crop_scale": 1.0,
+        "frames_per_video": 1,
+        **prepared_recipe(cfg.data),
+        **cfg.data.preprocessing,
         "img_size": [cfg.data.img_size, cfg.data.img_size],
         "mean": list(cfg.data.mean),
         "std": list(cfg.data.std),
         "colour_order": "RGB",
-        "frames_per_video": int(pre.pop("frames_per_video", 1)),
-        **pre,
     }
     import vitfas
 
@@ -315,8 +316,19 @@ def run_training(
         preprocessing=preprocessing, threshold=threshold, training=training,
         adapters=adapter_spec(base), metrics=metrics or None, **kwargs,
     )
-    summary.update({"bundle": str(bundle_dir), "threshold": threshold, "metrics": metrics})
+    summary.update({"bundle": str(bundle_dir), "threshold": threshold,
+                    "metrics": summary_metrics})
     return summary
+
+
+def _headline(metrics: dict[str, Any], split: str) -> dict[str, Any]:
+    """APCER (max over attack types), BPCER, ACER at the dev threshold; EER, AUC."""
+    m = (metrics.get("splits") or {}).get(split)
+    if not m:
+        return {}
+    at = m["at_threshold"]
+    return {"apcer": at["apcer_max"], "bpcer": at["bpcer"], "acer": at["acer"],
+            "eer": m["eer"], "auc": m["auc"]}
 
 
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
