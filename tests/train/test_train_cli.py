@@ -155,3 +155,71 @@ def test_cli_config_errors(tmp_path, small_data, capsys):
     assert "/no/such/ckpt does not exist" in capsys.readouterr().err
     assert cli.main(["train", str(cfg), "data.path=/no/such/dir"]) == 1
     assert "/no/such/dir/train does not exist" in capsys.readouterr().err
+
+
+def test_fas_manifest_with_fta_and_recipe(tmp_path, capsys):
+    """A vitfas manifest: splits from the `split` column, FTA rows counted in the metrics,
+    the crop recipe of `data prepare` (prepare.json) copied into the bundle."""
+    pytest.importorskip("vitfas.data.datasets", reason="the data part is not merged yet")
+    import csv
+
+    root = write_imagefolder(tmp_path / "img", n_train=64, n_dev=32, n_test=32, size=32,
+                             artifact="moire", seed=2)
+    rows = []
+    for split in ("train", "dev", "test"):
+        for label in ("live", "spoof"):
+            for p in sorted((root / split / label).glob("*.png")):
+                rows.append({"path": str(p.relative_to(tmp_path)), "label": label,
+                             "attack_type": "none" if label == "live" else "replay",
+                             "dataset": "synth", "subject": p.stem, "video": p.stem,
+                             "frame": "", "split": split, "fta": "0"})
+    rows.append({**rows[-1], "path": "img/missing_face.png", "fta": "1"})  # a test attack FTA
+    with open(tmp_path / "manifest.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    (tmp_path / "prepare.json").write_text(json.dumps(
+        {"recipe": {"detector": "none", "scale": 1.3, "size": 32, "colour_order": "RGB",
+                    "pad": "constant"}, "frames": 4, "format": "png"}))
+    cfg = _config(tmp_path, tmp_path / "manifest.csv",
+                  data={"format": "manifest", "balance": True},
+                  trainer={"epochs": 2, "batch_size": 16})
+    assert cli.main(["-q", "train", str(cfg), "--json"]) == 0
+    capsys.readouterr()
+    b = load_bundle(tmp_path / "run" / "bundle")
+    assert b.class_names == ["spoof", "live"] and b.threshold is not None
+    assert b.preprocessing["crop_scale"] == 1.3 and b.preprocessing["frames_per_video"] == 4
+    m = json.loads((tmp_path / "run" / "bundle" / "metrics.json").read_text())
+    counts = m["splits"]["test"]["counts"]
+    assert counts["attack"] == 17 and counts["fta_attack"] == 1
+    assert list(m["splits"]["test"]["at_threshold"]["apcer"]) == ["replay"]
+    assert str(tmp_path / "manifest.csv") in b.config["training"]["data"]
+
+
+def test_backbone_from_timm_checkpoint_adapter_only_bundle(tmp_path, small_data, capsys):
+    """model.pretrained = a timm checkpoint file; frozen backbone keeps its weights; the
+    adapter-only bundle is small and reloads onto that checkpoint with the same logits."""
+    weights = pytest.importorskip("vitfas.weights")
+    if not hasattr(weights, "load_checkpoint"):
+        pytest.skip("vitfas.weights.load_checkpoint not available yet (weights part)")
+    timm = pytest.importorskip("timm")
+    from safetensors.torch import save_file
+
+    ref = timm.models.vision_transformer.VisionTransformer(
+        img_size=32, patch_size=4, embed_dim=64, depth=2, num_heads=2, num_classes=10)
+    ckpt = tmp_path / "timm_vit.safetensors"
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(ckpt))
+    cfg = _config(tmp_path, small_data, adapters={"bottleneck": 8},
+                  model={"pretrained": str(ckpt), "trainable": "adapters"},
+                  output={"adapter_only": True}, trainer={"epochs": 1, "batch_size": 16})
+    assert cli.main(["-q", "train", str(cfg), "--json"]) == 0
+    capsys.readouterr()
+    bdir = tmp_path / "run" / "bundle"
+    b = load_bundle(bdir)
+    assert b.config["base_checkpoint"] == str(ckpt.resolve())
+    assert (bdir / "model.safetensors").stat().st_size < 0.5 * ckpt.stat().st_size
+    sd = b.model.state_dict()
+    for k in ("patch_embed.proj.weight", "blocks.1.attn.qkv.weight", "pos_embed"):
+        assert torch.equal(sd[k], ref.state_dict()[k]), k
+    trained = torch.load(tmp_path / "run" / "best.pt", weights_only=True)["model"]
+    assert all(torch.equal(sd[k], trained[k]) for k in trained)

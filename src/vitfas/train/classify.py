@@ -22,12 +22,15 @@ class ClassificationTask:
         live_index: index of the live class for FAS (enables EER/AUC/ACER at evaluation).
         label_smoothing: cross-entropy label smoothing.
         eval_attack_types: per-sample attack types of the evaluation set (APCER per type).
+        progress: show a progress bar while scoring.
     """
 
     def __init__(self, num_classes: int, live_index: int | None = None,
                  label_smoothing: float = 0.0,
-                 eval_attack_types: Sequence[str] | None = None) -> None:
+                 eval_attack_types: Sequence[str] | None = None,
+                 progress: bool = False) -> None:
         self.num_classes, self.live_index = num_classes, live_index
+        self.progress = progress
         self.label_smoothing = label_smoothing
         self.eval_attack_types = list(eval_attack_types) if eval_attack_types else None
 
@@ -40,9 +43,11 @@ class ClassificationTask:
     @torch.no_grad()
     def predict(self, model: nn.Module, loader: DataLoader) -> tuple[torch.Tensor, torch.Tensor]:
         """``(logits [N, C] float32, targets [N])`` over a loader, in order."""
+        from tqdm.auto import tqdm
+
         device = next(model.parameters()).device
         out, ys = [], []
-        for x, y in loader:
+        for x, y in tqdm(loader, desc="scoring", leave=False, disable=not self.progress):
             out.append(model(x.to(device)).float().cpu())
             ys.append(torch.as_tensor(y))
         return torch.cat(out), torch.cat(ys)

@@ -186,8 +186,9 @@ def build_split(cfg: DataConfig, split: str, train: bool,
             )
         log.warning("manifest %s has no rows with split=%r; skipped", cfg.path, split)
         return None
+    # failure-to-acquire rows have no crop: not trained on, counted by fta_counts instead
     return ManifestDataset(cfg.path, transform=transform, class_names=list(class_names),
-                           split=split)
+                           split=split, skip_fta=True)
 
 
 def _manifest_rows(path: str | Path) -> list[dict[str, str]]:

@@ -103,9 +103,16 @@ class OutputConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The whole ``vitfas train`` configuration."""
+    """The whole ``vitfas train`` configuration.
+
+    Attributes:
+        out: the run folder.
+        threads: CPU threads for torch (0 = torch's default); 1 is often fastest for tiny
+            models on a busy machine.
+    """
 
     out: str = "runs/train"
+    threads: int = 0
     model: ModelConfig = field(default_factory=ModelConfig)
     adapters: AdapterConfig | None = None
     data: DataConfig = field(default_factory=DataConfig)
@@ -181,6 +188,8 @@ def run_training(
             f"another out=..."
         )
     is_main = rank == 0
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
     seed_everything(cfg.trainer.seed)
     class_names = class_names_for(cfg.data)
     fas = set(class_names) == set(FAS_CLASSES)
@@ -200,6 +209,7 @@ def run_training(
     task = ClassificationTask(
         len(class_names), live_index, cfg.loss.label_smoothing,
         attack_types_of(dev_set) if (fas and dev_set is not None) else None,
+        progress=not quiet and is_main,
     )
     sampler = None
     if cfg.data.balance:
