@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from vitfas.errors import BadConfigError
+from vitfas.errors import BadCheckpointError, BadConfigError
 from vitfas.models import create_model
 from vitfas.train.config import load_config, save_config
 from vitfas.train.engine import Engine, NonFiniteLossError, TrainerConfig, seed_everything
@@ -146,6 +146,10 @@ def test_resume_is_bit_for_bit(tmp_path):
     assert [int(r["step"]) for r in rows] == list(range(1, 19))
     rows_a = _csv(tmp_path / "a" / "train_log.csv")
     assert [r["loss"] for r in rows] == [r["loss"] for r in rows_a]
+    assert [r["grad_norm"] for r in rows] == [r["grad_norm"] for r in rows_a]
+    assert all(float(r["grad_norm"]) > 0 for r in rows)
+    with pytest.raises(BadCheckpointError, match="weights only"):
+        _run(tmp_path, "b", 0, resume=tmp_path / "b" / "best.pt")
     assert (tmp_path / "b" / "best.pt").is_file() and any((tmp_path / "b" / "tb").iterdir())
 
 

@@ -542,14 +542,14 @@ class Engine:
         )
 
     # ------------------------------------------------------------------ checkpoints
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue bit-for-bit."""
+    def state_dict(self, full: bool = True) -> dict[str, Any]:
+        """Everything needed to continue bit-for-bit (``full=False``: the weights, EMA
+        weights and counters only, as in ``best.pt``)."""
         sd: dict[str, Any] = {
             "format": CHECKPOINT_FORMAT,
             "version": 1,
+            "full": full,
             "model": unwrap(self.model).state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "ema": self.ema.module.state_dict() if self.ema is not None else None,
             "step": self.step,
             "epoch": self.epoch,
@@ -561,18 +561,24 @@ class Engine:
             "config": self.run_config,
             "trainer": to_dict(self.cfg),
         }
-        if hasattr(self.task, "state_dict"):
-            sd["task"] = self.task.state_dict()
+        if full:
+            sd["optimizer"] = self.optimizer.state_dict()
+            sd["scaler"] = self.scaler.state_dict() if self.scaler is not None else None
+            if hasattr(self.task, "state_dict"):
+                sd["task"] = self.task.state_dict()
+        else:
+            del sd["rng"]
         return sd
 
-    def save_checkpoint(self, name: str) -> Path | None:
-        """Write ``run_dir/name`` atomically (main rank only)."""
+    def save_checkpoint(self, name: str, full: bool = True) -> Path | None:
+        """Write ``run_dir/name`` atomically (main rank only); ``full=False`` leaves out the
+        optimiser, scaler and RNG state (not resumable)."""
         if not self.is_main:
             return None
         self.run_dir.mkdir(parents=True, exist_ok=True)
         path = self.run_dir / name
         tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(self.state_dict(), tmp)
+        torch.save(self.state_dict(full), tmp)
         tmp.replace(path)
         return path
 
@@ -587,6 +593,10 @@ class Engine:
             raise BadCheckpointError(f"cannot read training checkpoint {p}: {exc}") from exc
         if not isinstance(sd, dict) or sd.get("format") != CHECKPOINT_FORMAT:
             raise BadCheckpointError(f"{p} is not a vitfas training checkpoint")
+        if not sd.get("full", True):
+            raise BadCheckpointError(
+                f"{p} holds weights only (like best.pt) and cannot be resumed from; use last.pt"
+            )
         if self.run_config is not None and sd.get("config") is not None:
             old, new = _flatten(sd["config"]), _flatten(self.run_config)
             changed = sorted(k for k in set(old) | set(new)
@@ -752,10 +762,10 @@ class Engine:
             value = metrics[cfg.best_metric]
             if self._is_better(value):
                 self.best_value, self.best_epoch = value, epoch + 1
-                self.save_checkpoint("best.pt")
+                self.save_checkpoint("best.pt", full=False)
         else:
             self.best_epoch = epoch + 1
-            self.save_checkpoint("best.pt")
+            self.save_checkpoint("best.pt", full=False)
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
