@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vitfas.models.info",
     "vitfas.train.cli",
     "vitfas.metrics.evaluation",
+    "vitfas.data.cli",
 )
 
 log = logging.getLogger("vitfas")

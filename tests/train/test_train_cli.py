@@ -168,7 +168,6 @@ def test_cli_config_errors(tmp_path, small_data, capsys):
 def test_fas_manifest_with_fta_and_recipe(tmp_path, capsys):
     """A vitfas manifest: splits from the `split` column, FTA rows counted in the metrics,
     the crop recipe of `data prepare` (prepare.json) copied into the bundle."""
-    pytest.importorskip("vitfas.data.datasets", reason="the data part is not merged yet")
     import csv
 
     root = write_imagefolder(tmp_path / "img", n_train=64, n_dev=32, n_test=32, size=32,
