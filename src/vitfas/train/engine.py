@@ -323,6 +323,12 @@ class SeededDataset(Dataset):
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, tuple):
             index, seed = key
+            if torch.utils.data.get_worker_info() is not None:
+                # a worker process: nothing else uses its RNGs, no need to restore them
+                torch.manual_seed(seed)
+                random.seed(seed)
+                np.random.seed(seed % (2**32))
+                return self.dataset[index]
             with _forked_rng(seed):
                 return self.dataset[index]
         return self.dataset[key]
