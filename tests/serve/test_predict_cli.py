@@ -1,0 +1,195 @@
+"""`vitfas predict` and the Predictor: scores equal a hand-run of the model on the crop."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from serve_helpers import make_bundle, run_cli
+
+
+def _manual_score(bundle_dir: Path, rgb: np.ndarray) -> list[float]:
+    """P(live) per face, computed without the Predictor: recipe crop -> torchvision
+    normalise -> model -> softmax."""
+    from torchvision.transforms import v2
+
+    from vitfas.bundle import load_bundle
+    from vitfas.predict import make_crop_recipe
+
+    b = load_bundle(bundle_dir)
+    pre = b.preprocessing
+    recipe = make_crop_recipe(pre, tuple(pre["img_size"]))
+    norm = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
+                       v2.Normalize(pre["mean"], pre["std"])])
+    out = []
+    for _face, crop in recipe.apply(rgb):
+        x = norm(crop).unsqueeze(0)
+        with torch.no_grad():
+            out.append(float(torch.softmax(b.model(x), -1)[0, b.live_index]))
+    return out
+
+
+def _read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_predict_folder_scores_match_manual(tiny_bundle, image_dir, tmp_path, monkeypatch):
+    from vitfas.predict import load_image
+
+    out = tmp_path / "out.jsonl"
+    rc = run_cli(["-q", "predict", str(tiny_bundle), str(image_dir), "-o", str(out)],
+                 monkeypatch)
+    assert rc == 0
+    recs = _read(out)
+    assert [Path(r["path"]).name for r in recs] == ["img0.jpg", "img1.png", "img2.jpg",
+                                                    "img3.png"]
+    scores = []
+    for r in recs:
+        assert r["status"] == "ok" and r["kind"] == "image"
+        want = _manual_score(tiny_bundle, load_image(r["path"]))
+        got = [f["score"] for f in r["faces"]]
+        np.testing.assert_allclose(got, want, atol=1e-5)
+        f = r["faces"][0]
+        assert f["decision"] == ("live" if f["score"] >= 0.5 else "spoof")
+        assert f["probs"]["live"] == pytest.approx(f["score"])
+        assert f["probs"]["spoof"] == pytest.approx(1 - f["score"])
+        h, w = load_image(r["path"]).shape[:2]
+        assert f["box"][2] <= w + 1 and f["box"][3] <= h + 1
+        scores.append(f["score"])
+    assert max(scores) - min(scores) > 1e-3, "images should not all score alike"
+
+
+def test_threshold_from_bundle_decides(image_dir, tmp_path, monkeypatch):
+    """The decision uses the bundle threshold: put it between two images' scores."""
+    from vitfas.bundle import load_bundle
+    from vitfas.predict import Predictor, load_image
+
+    b0 = make_bundle(tmp_path / "b0", threshold=0.5)
+    p0 = Predictor(load_bundle(b0))
+    files = sorted(image_dir.iterdir())
+    s = sorted(p0.predict_path(f)[0].score for f in files)
+    thr = (s[1] + s[2]) / 2
+    b1 = make_bundle(tmp_path / "b1", threshold=thr)
+    p1 = Predictor(load_bundle(b1))
+    dec = sorted((p1.predict_path(f)[0].score, p1.predict_path(f)[0].decision) for f in files)
+    assert [d for _, d in dec] == ["spoof", "spoof", "live", "live"]
+    # score exactly at the threshold is accepted as live
+    b2 = make_bundle(tmp_path / "b2", threshold=s[0])
+    p2 = Predictor(load_bundle(b2))
+    rgb = load_image(min(files, key=lambda f: p0.predict_path(f)[0].score))
+    assert p2.predict_image(rgb)[0].decision == "live"
+    # no threshold in the bundle: 0.5, and it says so
+    b3 = make_bundle(tmp_path / "b3", threshold=None)
+    p3 = Predictor(load_bundle(b3))
+    assert p3.threshold == 0.5 and p3.threshold_source == "default 0.5"
+
+
+def test_bad_files_reported_and_run_goes_on(tiny_bundle, image_dir, tmp_path, monkeypatch,
+                                            capsys):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "empty.jpg").write_bytes(b"")
+    (bad / "text.jpg").write_text("this is not an image\n")
+    good = (image_dir / "img0.jpg").read_bytes()
+    (bad / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    (bad / "broken.mp4").write_bytes(b"\x00" * 100)
+    missing = tmp_path / "missing.png"
+    out = tmp_path / "out.jsonl"
+    argv = ["predict", str(tiny_bundle), str(bad / "empty.jpg"), str(bad / "text.jpg"),
+            str(missing), str(bad / "broken.mp4"), str(image_dir / "img1.png"), "-o", str(out)]
+    assert run_cli(argv, monkeypatch) == 0
+    recs = {Path(r["path"]).name: r for r in _read(out)}
+    for name in ("empty.jpg", "text.jpg", "missing.png", "broken.mp4"):
+        assert recs[name]["status"] == "error", recs[name]
+        assert name in recs[name]["error"]
+    assert recs["img1.png"]["status"] == "ok"
+    assert "4 unreadable" in capsys.readouterr().err
+    assert run_cli([*argv, "--strict"], monkeypatch) == 1
+    # a good truncated-but-decodable JPEG either decodes or errors; never crashes the run
+    assert run_cli(["-q", "predict", str(tiny_bundle), str(bad / "truncated.jpg"),
+                    str(image_dir / "img1.png"), "-o", str(out)], monkeypatch) == 0
+    assert len(_read(out)) == 2
+
+
+def test_no_face_line_and_strict(tiny_bundle, image_dir, tmp_path, monkeypatch):
+    """A detector that finds nothing -> status no_face with a clear message."""
+    from vitfas import predict as P
+
+    class Nothing:
+        def apply(self, rgb):
+            return []
+
+    monkeypatch.setattr(P, "make_crop_recipe", lambda pre, size: Nothing())
+    out = tmp_path / "o.jsonl"
+    argv = ["-q", "predict", str(tiny_bundle), str(image_dir / "img2.jpg"), "-o", str(out)]
+    assert run_cli(argv, monkeypatch) == 0
+    (r,) = _read(out)
+    assert r["status"] == "no_face" and r["faces"] == [] and r["score"] is None
+    assert "no face" in r["error"] and "img2.jpg" in r["error"]
+    assert run_cli([*argv, "--strict"], monkeypatch) == 1
+
+
+def test_video_score_is_mean_of_frames(tiny_bundle, tmp_path, monkeypatch):
+    import cv2
+
+    from vitfas.bundle import load_bundle
+    from vitfas.predict import Predictor
+
+    path = tmp_path / "clip.avi"
+    wr = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (48, 40))
+    rng = np.random.default_rng(1)
+    for i in range(12):
+        frame = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8) // (1 + i % 3)
+        wr.write(frame)
+    wr.release()
+    out = tmp_path / "v.jsonl"
+    assert run_cli(["-q", "predict", str(tiny_bundle), str(path), "-o", str(out)],
+                   monkeypatch) == 0
+    (r,) = _read(out)
+    assert r["kind"] == "video" and r["status"] == "ok"
+    assert r["frames_sampled"] == 4 == len(r["frames"])  # the bundle's frames_per_video
+    per = [f["faces"][0]["score"] for f in r["frames"]]
+    assert r["score"] == pytest.approx(float(np.mean(per)), abs=1e-9)
+    # each frame's score equals predicting that frame as an image
+    p = Predictor(load_bundle(tiny_bundle))
+    cap = cv2.VideoCapture(str(path))
+    for f in r["frames"]:
+        cap.set(cv2.CAP_PROP_POS_FRAMES, f["frame"])
+        ok, bgr = cap.read()
+        assert ok
+        want = p.predict_image(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))[0].score
+        assert f["faces"][0]["score"] == pytest.approx(want, abs=1e-5)
+    idx = [f["frame"] for f in r["frames"]]
+    assert idx == sorted(set(idx)) and idx[0] >= 0 and idx[-1] <= 11
+
+
+def test_explain_writes_overlays(tiny_bundle, image_dir, tmp_path, monkeypatch):
+    from PIL import Image
+
+    d = tmp_path / "heat"
+    out = tmp_path / "o.jsonl"
+    assert run_cli(["-q", "predict", str(tiny_bundle), str(image_dir / "img0.jpg"),
+                    str(image_dir / "img3.png"), "--explain", str(d), "-o", str(out)],
+                   monkeypatch) == 0
+    recs = _read(out)
+    files = [Path(f) for r in recs for f in r["explain"]]
+    assert len(files) == 2 and all(f.parent == d for f in files)
+    im = np.asarray(Image.open(files[0]))
+    assert im.shape == (32, 32, 3)
+    assert im.std() > 1
+
+
+def test_batched_equals_single(tiny_bundle, image_dir):
+    from vitfas.bundle import load_bundle
+    from vitfas.predict import Predictor, load_image
+
+    p = Predictor(load_bundle(tiny_bundle))
+    ims = [load_image(f) for f in sorted(image_dir.iterdir())]
+    calls = p.forward_calls
+    batched = p.predict_images(ims)
+    assert p.forward_calls == calls + 1
+    for im, res in zip(ims, batched):
+        assert res[0].score == pytest.approx(p.predict_image(im)[0].score, abs=1e-5)
