@@ -19,6 +19,7 @@ from vitfas.errors import VitfasError
 COMMAND_MODULES: tuple[str, ...] = (
     "vitfas.models.info",
     "vitfas.predict_cli",
+    "vitfas.export.onnx",
 )
 
 log = logging.getLogger("vitfas")

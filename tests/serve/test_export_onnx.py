@@ -1,0 +1,91 @@
+"""`vitfas export --format onnx` and `predict --runtime onnx`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from serve_helpers import make_bundle, run_cli
+
+
+def test_export_checks_and_dynamic_batch(tiny_bundle, tmp_path, monkeypatch, capsys):
+    from vitfas.bundle import load_bundle
+
+    out = tmp_path / "m.onnx"
+    assert run_cli(["export", str(tiny_bundle), "--format", "onnx", "-o", str(out)],
+                   monkeypatch) == 0
+    text = capsys.readouterr().out
+    assert "max |diff|" in text and "check passed" in text
+    proto = onnx.load(str(out))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    b = load_bundle(tiny_bundle)
+    assert meta["vitfas.weights_sha256"] == b.config["weights_sha256"]
+    assert json.loads(meta["vitfas.class_names"]) == ["spoof", "live"]
+    # independent run on batch sizes other than the export's (2), fused attention inside
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    for bs in (1, 5):
+        x = torch.randn(bs, 3, 32, 32)
+        with torch.no_grad():
+            ref = b.model(x).numpy()
+        got = sess.run(["logits"], {"image": x.numpy()})[0]
+        assert got.shape == (bs, 2)
+        np.testing.assert_allclose(got, ref, atol=1e-4)
+    # a fixed-size model rejects another image size
+    with pytest.raises(Exception):  # noqa: B017 - onnxruntime raises its own error types
+        sess.run(None, {"image": np.zeros((1, 3, 40, 40), np.float32)})
+
+
+def test_export_dynamic_image_size(tmp_path, monkeypatch, capsys):
+    from vitfas.bundle import load_bundle
+
+    bdir = make_bundle(tmp_path / "dyn", dynamic=True)
+    assert run_cli(["export", str(bdir), "--json"], monkeypatch) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["dynamic_axes"] == ["batch", "height", "width"] and rep["ok"]
+    assert rep["max_abs_diff"] <= 1e-4
+    b = load_bundle(bdir)
+    sess = ort.InferenceSession(str(bdir / "model.onnx"), providers=["CPUExecutionProvider"])
+    for shape in [(1, 3, 32, 32), (4, 3, 48, 24), (2, 3, 16, 40)]:
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            ref = b.model(x).numpy()
+        np.testing.assert_allclose(sess.run(None, {"image": x.numpy()})[0], ref, atol=1e-4)
+
+
+def test_predict_runtime_onnx_matches_torch(tiny_bundle, image_dir, tmp_path, monkeypatch):
+    onnx_path = tmp_path / "m.onnx"
+    assert run_cli(["-q", "export", str(tiny_bundle), "-o", str(onnx_path)], monkeypatch) == 0
+    outs = {}
+    for rt in ("torch", "onnx"):
+        o = tmp_path / f"{rt}.jsonl"
+        argv = ["-q", "predict", str(tiny_bundle), str(image_dir), "-o", str(o),
+                "--runtime", rt, "--onnx", str(onnx_path)]
+        assert run_cli(argv, monkeypatch) == 0
+        outs[rt] = [json.loads(line) for line in o.read_text().splitlines()]
+    assert len(outs["onnx"]) == 4
+    for a, b in zip(outs["torch"], outs["onnx"]):
+        assert a["path"] == b["path"] and a["decision"] == b["decision"]
+        assert b["score"] == pytest.approx(a["score"], abs=1e-5)
+
+
+def test_onnx_missing_or_stale_is_a_clear_error(tiny_bundle, image_dir, tmp_path, monkeypatch,
+                                                capsys):
+    rc = run_cli(["-q", "predict", str(tiny_bundle), str(image_dir), "--runtime", "onnx",
+                  "--onnx", str(tmp_path / "none.onnx")], monkeypatch)
+    assert rc == 1
+    assert "vitfas export" in capsys.readouterr().err
+    other = make_bundle(tmp_path / "other")
+    stale = tmp_path / "stale.onnx"
+    assert run_cli(["-q", "export", str(other), "-o", str(stale)], monkeypatch) == 0
+    # same architecture, different weights sha (the bundle records the file hash)
+    cfg = json.loads((other / "config.json").read_text())
+    cfg["weights_sha256"] = "0" * 64
+    (other / "config.json").write_text(json.dumps(cfg))
+    rc = run_cli(["-q", "predict", str(other), str(image_dir), "--runtime", "onnx",
+                  "--onnx", str(stale)], monkeypatch)
+    assert rc == 1
+    assert "export again" in capsys.readouterr().err
