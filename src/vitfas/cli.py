@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vitfas.models.info",
     "vitfas.predict_cli",
     "vitfas.export.onnx",
+    "vitfas.serve.cli",
 )
 
 log = logging.getLogger("vitfas")
