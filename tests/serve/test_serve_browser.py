@@ -25,6 +25,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed"),
 ]
+pytest.importorskip("websocket", reason="websocket-client (dev dependency) is not installed")
 
 
 class CDP:
