@@ -58,6 +58,7 @@ class CropRecipe:
     scale: float = 1.0
     size: int = 224
     colour_order: str = "RGB"
+    pad: str = "constant"
 
     def apply(self, rgb: np.ndarray) -> list[tuple[Face, np.ndarray]]:
         import cv2

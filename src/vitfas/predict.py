@@ -103,12 +103,15 @@ def make_crop_recipe(pre: dict[str, Any], img_size: tuple[int, int]) -> Any:
         raise BadConfigError(
             f"preprocessing img_size {list(img_size)}: face crops are square, expected H == W"
         )
-    return CropRecipe(
-        detector=pre.get("detector", "none"),
-        scale=float(pre.get("crop_scale", 1.0)),
-        size=int(img_size[0]),
-        colour_order=pre.get("colour_order", "RGB"),
-    )
+    kw: dict[str, Any] = {
+        "detector": pre.get("detector", "none"),
+        "scale": float(pre.get("crop_scale", 1.0)),
+        "size": int(img_size[0]),
+        "colour_order": pre.get("colour_order", "RGB"),
+    }
+    if "pad" in pre:
+        kw["pad"] = pre["pad"]
+    return CropRecipe(**kw)
 
 
 class Predictor:
