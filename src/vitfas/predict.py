@@ -103,8 +103,13 @@ def make_crop_recipe(pre: dict[str, Any], img_size: tuple[int, int]) -> Any:
         raise BadConfigError(
             f"preprocessing img_size {list(img_size)}: face crops are square, expected H == W"
         )
+    if not pre.get("detector"):
+        raise BadConfigError(
+            "bundle preprocessing has no 'detector'; expected the face detector the model "
+            "was trained with (e.g. 'dlib', 'haar', or 'none' for whole-image crops)"
+        )
     kw: dict[str, Any] = {
-        "detector": pre.get("detector", "none"),
+        "detector": pre["detector"],
         "scale": float(pre.get("crop_scale", 1.0)),
         "size": int(img_size[0]),
         "colour_order": pre.get("colour_order", "RGB"),

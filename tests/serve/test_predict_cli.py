@@ -216,3 +216,12 @@ def test_real_detector_finds_both_faces(face_fixtures, tmp_path, monkeypatch):
     assert len(selfie["faces"]) == 1
     x0, y0, x1, y1 = selfie["faces"][0]["box"]
     assert 0 <= x0 < x1 <= 480 and 0 <= y0 < y1 <= 640
+
+
+def test_bundle_without_detector_is_a_clear_error(tmp_path, image_dir, monkeypatch, capsys):
+    b = make_bundle(tmp_path / "nodet")
+    cfg = json.loads((b / "config.json").read_text())
+    del cfg["preprocessing"]["detector"]
+    (b / "config.json").write_text(json.dumps(cfg))
+    assert run_cli(["predict", str(b), str(image_dir)], monkeypatch) == 1
+    assert "no 'detector'" in capsys.readouterr().err
