@@ -96,25 +96,42 @@ def sample_frames(path: str | Path, n: int) -> list[tuple[int, np.ndarray]]:
         cap.release()
 
 
-def rollout_heatmap(model: Any, x: Any) -> np.ndarray:
-    """Attention rollout (Abnar & Zuidema 2020, mean head fusion) of the class token over
-    the patch grid for one image ``x [1, 3, H, W]`` -> ``[H, W]`` in [0, 1]."""
-    import torch
-    import torch.nn.functional as F
+@dataclass
+class Explanation:
+    maps: Any  # [B, h, w] torch tensor over the patch grid
 
-    with torch.inference_mode():
+
+def explain(model: Any, x: Any, method: str = "rollout") -> Explanation:
+    """Attention rollout (Abnar & Zuidema 2020, mean head fusion): the class token's row
+    over the patch grid, ``x [B, 3, H, W] -> maps [B, h, w]``."""
+    import torch
+
+    if method != "rollout":
+        raise BadConfigError(f"interim explain supports 'rollout' only, got {method!r}")
+    with torch.no_grad():
         _, attns = model(x, return_attn=True)
     n = attns[0].shape[-1]
     eye = torch.eye(n)
-    r = eye.clone()
+    r = eye.expand(x.shape[0], n, n)
     for a in attns:
-        a = a[0].mean(0) + eye
+        a = a.mean(1) + eye
         a = a / a.sum(-1, keepdim=True)
         r = a @ r
     p = model.num_prefix_tokens
     ph = model.patch_embed.patch_size
     gh, gw = x.shape[-2] // ph, x.shape[-1] // ph
-    m = r[0, p:].reshape(1, 1, gh, gw)
-    m = F.interpolate(m, size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+    return Explanation(r[:, 0, p:].reshape(-1, gh, gw))
+
+
+def overlay_on_crop(crop: np.ndarray, grid_map: np.ndarray, patch_size: tuple[int, int],
+                    input_size: tuple[int, int], alpha: float = 0.5) -> np.ndarray:
+    """Blend the grid map (rescaled to [0, 1], jet colour map) over an RGB crop."""
+    import cv2
+    from matplotlib import colormaps
+
+    m = np.asarray(grid_map, np.float32)
     m = (m - m.min()) / (m.max() - m.min() + 1e-12)
-    return m.numpy()
+    h = cv2.resize(m, (crop.shape[1], crop.shape[0]), interpolation=cv2.INTER_LINEAR)
+    colour = (colormaps["jet"](np.clip(h, 0, 1))[..., :3] * 255).astype(np.float32)
+    return ((1 - alpha) * crop.astype(np.float32) + alpha * colour).clip(0, 255).astype(
+        np.uint8)

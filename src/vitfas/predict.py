@@ -297,17 +297,30 @@ class Predictor:
         return VideoResult(out, score, decision, len(firsts), len(sampled))
 
     # ---------------------------------------------------------------- explanation
-    def explain(self, crop: np.ndarray) -> np.ndarray:
-        """A ``[S, S]`` float heatmap in [0, 1] over a face crop (attention rollout)."""
-        from vitfas._interim import rollout_heatmap  # interim until vitfas.explain lands
-
+    def explain_overlay(self, crop: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+        """The face crop ``[S, S, 3]`` with its attention rollout (Abnar & Zuidema, mean
+        head fusion, class token's view) blended on top: ``[S, S, 3]`` uint8 RGB."""
         x = torch.from_numpy(self.preprocess([crop]))
-        heat = rollout_heatmap(self.model, x)
-        return np.asarray(heat, dtype=np.float32)
+        rgb = crop[..., ::-1].copy() if self.recipe.colour_order == "BGR" else crop
+        try:
+            from vitfas.explain import explain, overlay_on_crop
+        except ImportError:  # interim until vitfas.explain (issue 5) lands
+            from vitfas._interim import explain, overlay_on_crop
+        with torch.no_grad():
+            e = explain(self.model, x, "rollout")
+        p = self.model.patch_embed.patch_size
+        patch = (p, p) if isinstance(p, int) else tuple(p)
+        return overlay_on_crop(rgb, e.maps[0].numpy(), patch, self.img_size, alpha=alpha)
 
     def explain_png(self, crop: np.ndarray, alpha: float = 0.5) -> bytes:
-        """The crop with its attention heatmap blended on top, PNG-encoded."""
-        return overlay_png(crop, self.explain(crop), alpha)
+        """:meth:`explain_overlay`, PNG-encoded."""
+        import cv2
+
+        ok, buf = cv2.imencode(".png", cv2.cvtColor(self.explain_overlay(crop, alpha),
+                                                    cv2.COLOR_RGB2BGR))
+        if not ok:  # pragma: no cover - cv2 always encodes uint8 RGB
+            raise RuntimeError("PNG encoding failed")
+        return buf.tobytes()
 
     def describe(self) -> dict[str, Any]:
         """What ``GET /v1/model`` and ``predict`` report about the model."""
@@ -346,21 +359,6 @@ def _open_onnx(bundle: Bundle, onnx_path: str | Path | None) -> Any:
             f"{want[:12]}; export again"
         )
     return sess
-
-
-def overlay_png(crop: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> bytes:
-    """Blend a ``[h, w]`` heatmap in [0, 1] (jet colour map) over an ``[S, S, 3]`` RGB crop;
-    returns PNG bytes."""
-    import cv2
-    from matplotlib import colormaps
-
-    h = cv2.resize(np.asarray(heat, np.float32), (crop.shape[1], crop.shape[0]))
-    colour = (colormaps["jet"](np.clip(h, 0, 1))[..., :3] * 255).astype(np.float32)
-    out = ((1 - alpha) * crop.astype(np.float32) + alpha * colour).clip(0, 255).astype(np.uint8)
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(out, cv2.COLOR_RGB2BGR))
-    if not ok:  # pragma: no cover - cv2 always encodes uint8 RGB
-        raise RuntimeError("PNG encoding failed")
-    return buf.tobytes()
 
 
 def no_face_error(path: str | Path) -> NoFaceError:
