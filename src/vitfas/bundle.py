@@ -66,7 +66,8 @@ class Bundle:
     @property
     def model_id(self) -> str:
         """A short identifier: architecture name + the weights' hash prefix."""
-        arch = self.config.get("architecture", {}).get("name", "model")
+        a = self.config.get("architecture", {})
+        arch = a.get("name") or a.get("class") or "model"
         return f"{arch}@{self.config.get('weights_sha256', '')[:12]}"
 
 
