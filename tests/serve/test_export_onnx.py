@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import numpy as np
@@ -12,13 +14,25 @@ import torch
 from serve_helpers import make_bundle, run_cli
 
 
-def test_export_checks_and_dynamic_batch(tiny_bundle, tmp_path, monkeypatch, capsys):
+@pytest.fixture(scope="module")
+def exported(tiny_bundle, tmp_path_factory):
+    """``vitfas export`` of the tiny bundle: (onnx path, printed text)."""
+    out = tmp_path_factory.mktemp("onnx") / "m.onnx"
+    mp = pytest.MonkeyPatch()
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf):
+            rc = run_cli(["export", str(tiny_bundle), "--format", "onnx", "-o", str(out)], mp)
+    finally:
+        mp.undo()
+    assert rc == 0
+    return out, buf.getvalue()
+
+
+def test_export_checks_and_dynamic_batch(tiny_bundle, exported):
     from vitfas.bundle import load_bundle
 
-    out = tmp_path / "m.onnx"
-    assert run_cli(["export", str(tiny_bundle), "--format", "onnx", "-o", str(out)],
-                   monkeypatch) == 0
-    text = capsys.readouterr().out
+    out, text = exported
     assert "max |diff|" in text and "check passed" in text
     proto = onnx.load(str(out))
     meta = {p.key: p.value for p in proto.metadata_props}
@@ -56,9 +70,9 @@ def test_export_dynamic_image_size(tmp_path, monkeypatch, capsys):
         np.testing.assert_allclose(sess.run(None, {"image": x.numpy()})[0], ref, atol=1e-4)
 
 
-def test_predict_runtime_onnx_matches_torch(tiny_bundle, image_dir, tmp_path, monkeypatch):
-    onnx_path = tmp_path / "m.onnx"
-    assert run_cli(["-q", "export", str(tiny_bundle), "-o", str(onnx_path)], monkeypatch) == 0
+def test_predict_runtime_onnx_matches_torch(tiny_bundle, exported, image_dir, tmp_path,
+                                            monkeypatch):
+    onnx_path = exported[0]
     outs = {}
     for rt in ("torch", "onnx"):
         o = tmp_path / f"{rt}.jsonl"
@@ -72,20 +86,21 @@ def test_predict_runtime_onnx_matches_torch(tiny_bundle, image_dir, tmp_path, mo
         assert b["score"] == pytest.approx(a["score"], abs=1e-5)
 
 
-def test_onnx_missing_or_stale_is_a_clear_error(tiny_bundle, image_dir, tmp_path, monkeypatch,
-                                                capsys):
+def test_onnx_missing_or_stale_is_a_clear_error(tiny_bundle, exported, image_dir, tmp_path,
+                                                monkeypatch, capsys):
+    import shutil
+
     rc = run_cli(["-q", "predict", str(tiny_bundle), str(image_dir), "--runtime", "onnx",
                   "--onnx", str(tmp_path / "none.onnx")], monkeypatch)
     assert rc == 1
     assert "vitfas export" in capsys.readouterr().err
-    other = make_bundle(tmp_path / "other")
-    stale = tmp_path / "stale.onnx"
-    assert run_cli(["-q", "export", str(other), "-o", str(stale)], monkeypatch) == 0
-    # same architecture, different weights sha (the bundle records the file hash)
+    # a bundle with other weights (its recorded hash differs) refuses this graph
+    other = tmp_path / "other"
+    shutil.copytree(tiny_bundle, other)
     cfg = json.loads((other / "config.json").read_text())
     cfg["weights_sha256"] = "0" * 64
     (other / "config.json").write_text(json.dumps(cfg))
     rc = run_cli(["-q", "predict", str(other), str(image_dir), "--runtime", "onnx",
-                  "--onnx", str(stale)], monkeypatch)
+                  "--onnx", str(exported[0])], monkeypatch)
     assert rc == 1
     assert "export again" in capsys.readouterr().err

@@ -62,28 +62,37 @@ def test_predict_folder_scores_match_manual(tiny_bundle, image_dir, tmp_path, mo
     assert max(scores) - min(scores) > 1e-3, "images should not all score alike"
 
 
-def test_threshold_from_bundle_decides(image_dir, tmp_path, monkeypatch):
+def _with_threshold(src: Path, dst: Path, value: float | None) -> Path:
+    """A copy of bundle ``src`` whose config.json has another threshold."""
+    import shutil
+
+    shutil.copytree(src, dst)
+    cfg = json.loads((dst / "config.json").read_text())
+    cfg["threshold"] = None if value is None else {"value": value, "criterion": "test",
+                                                   "split": "dev"}
+    (dst / "config.json").write_text(json.dumps(cfg))
+    return dst
+
+
+def test_threshold_from_bundle_decides(tiny_bundle, image_dir, tmp_path):
     """The decision uses the bundle threshold: put it between two images' scores."""
     from vitfas.bundle import load_bundle
     from vitfas.predict import Predictor, load_image
 
-    b0 = make_bundle(tmp_path / "b0", threshold=0.5)
-    p0 = Predictor(load_bundle(b0))
-    files = sorted(image_dir.iterdir())
-    s = sorted(p0.predict_path(f)[0].score for f in files)
-    thr = (s[1] + s[2]) / 2
-    b1 = make_bundle(tmp_path / "b1", threshold=thr)
-    p1 = Predictor(load_bundle(b1))
-    dec = sorted((p1.predict_path(f)[0].score, p1.predict_path(f)[0].decision) for f in files)
-    assert [d for _, d in dec] == ["spoof", "spoof", "live", "live"]
-    # score exactly at the threshold is accepted as live
-    b2 = make_bundle(tmp_path / "b2", threshold=s[0])
-    p2 = Predictor(load_bundle(b2))
-    rgb = load_image(min(files, key=lambda f: p0.predict_path(f)[0].score))
-    assert p2.predict_image(rgb)[0].decision == "live"
+    ims = [load_image(f) for f in sorted(image_dir.iterdir())]
+    p0 = Predictor(load_bundle(tiny_bundle))
+    s = [p0.predict_image(im)[0].score for im in ims]
+    order = np.argsort(s)
+    thr = (s[order[1]] + s[order[2]]) / 2
+    p1 = Predictor(load_bundle(_with_threshold(tiny_bundle, tmp_path / "b1", thr)))
+    assert p1.threshold == thr and p1.threshold_source == "bundle"
+    dec = [p1.predict_image(ims[i])[0].decision for i in order]
+    assert dec == ["spoof", "spoof", "live", "live"]
+    # a score exactly at the threshold is accepted as live
+    p2 = Predictor(load_bundle(_with_threshold(tiny_bundle, tmp_path / "b2", s[order[0]])))
+    assert p2.predict_image(ims[order[0]])[0].decision == "live"
     # no threshold in the bundle: 0.5, and it says so
-    b3 = make_bundle(tmp_path / "b3", threshold=None)
-    p3 = Predictor(load_bundle(b3))
+    p3 = Predictor(load_bundle(_with_threshold(tiny_bundle, tmp_path / "b3", None)))
     assert p3.threshold == 0.5 and p3.threshold_source == "default 0.5"
 
 
