@@ -240,3 +240,46 @@ def test_openapi_lists_endpoints(predictor):
     assert {"200", "413", "415", "422"} <= set(post["responses"])
     assert "/" not in paths
     assert c.get("/docs").status_code == 200
+
+
+def test_vitfas_serve_command(tiny_bundle, image_dir):
+    """`vitfas serve BUNDLE --port N` as a user runs it: a real uvicorn process."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vitfas", "-q", "serve", str(tiny_bundle), "--port", str(port),
+         "--max-upload-mb", "0.5"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        end = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > end:
+                out = proc.stdout.read().decode() if proc.stdout else ""
+                pytest.fail(f"vitfas serve did not come up (exit {proc.poll()}):\n{out}")
+            time.sleep(0.3)
+        good = (image_dir / "img3.png").read_bytes()
+        r = httpx.post(base + "/v1/liveness", files={"file": ("a.png", good, "image/png")},
+                       timeout=30)
+        assert r.status_code == 200 and r.json()["faces"]
+        assert httpx.get(base + "/v1/model").json()["limits"]["max_upload_bytes"] == 524288
+        assert "vitfas liveness check" in httpx.get(base + "/").text
+        assert httpx.get(base + "/static/app.js").status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(15)
