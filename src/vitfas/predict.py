@@ -70,7 +70,7 @@ class VideoResult:
     decision: str | None
     frames_with_face: int = 0
     frames_sampled: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # "crops": [(frame, [crop, ...])]
 
 
 # --------------------------------------------------------------------------- preprocessing
@@ -294,7 +294,9 @@ class Predictor:
             else:
                 votes = [res[0].decision for _, res in out if res]
                 decision = max(set(votes), key=votes.count)
-        return VideoResult(out, score, decision, len(firsts), len(sampled))
+        res = VideoResult(out, score, decision, len(firsts), len(sampled))
+        res.extra["crops"] = [(int(idx), [c for _, c in d]) for (idx, _), d in zip(sampled, dets)]
+        return res
 
     # ---------------------------------------------------------------- explanation
     def explain_overlay(self, crop: np.ndarray, alpha: float = 0.5) -> np.ndarray:

@@ -70,6 +70,13 @@ def predict_one(pred: Any, path: Path, explain_dir: Path | None, index: int) -> 
             rec.update(frames_sampled=v.frames_sampled, frames_with_face=v.frames_with_face)
             rec.update(score=v.score, decision=v.decision)
             rec["status"] = "ok" if v.score is not None else "no_face"
+            if explain_dir is not None:
+                rec["explain"] = []
+                for fi, crops in v.extra.get("crops", []):
+                    for k, crop in enumerate(crops):
+                        f = explain_dir / f"{index:05d}_{path.stem}_frame{fi}_face{k}.png"
+                        f.write_bytes(pred.explain_png(crop))
+                        rec["explain"].append(str(f))
         else:
             rgb = load_image(path)
             res = pred.predict_image(rgb)

@@ -139,6 +139,19 @@ def test_no_face_line_and_strict(tiny_bundle, image_dir, tmp_path, monkeypatch):
     assert r["status"] == "no_face" and r["faces"] == [] and r["score"] is None
     assert "no face" in r["error"] and "img2.jpg" in r["error"]
     assert run_cli([*argv, "--strict"], monkeypatch) == 1
+    # a video where no frame has a face
+    import cv2
+
+    vid = tmp_path / "v.avi"
+    wr = cv2.VideoWriter(str(vid), cv2.VideoWriter_fourcc(*"MJPG"), 5, (32, 32))
+    for _ in range(5):
+        wr.write(np.zeros((32, 32, 3), np.uint8))
+    wr.release()
+    assert run_cli(["-q", "predict", str(tiny_bundle), str(vid), "-o", str(out)],
+                   monkeypatch) == 0
+    (r,) = _read(out)
+    assert r["status"] == "no_face" and r["score"] is None and r["frames_with_face"] == 0
+    assert r["frames_sampled"] == 4
 
 
 def test_video_score_is_mean_of_frames(tiny_bundle, tmp_path, monkeypatch):
@@ -155,9 +168,10 @@ def test_video_score_is_mean_of_frames(tiny_bundle, tmp_path, monkeypatch):
         wr.write(frame)
     wr.release()
     out = tmp_path / "v.jsonl"
-    assert run_cli(["-q", "predict", str(tiny_bundle), str(path), "-o", str(out)],
-                   monkeypatch) == 0
+    assert run_cli(["-q", "predict", str(tiny_bundle), str(path), "-o", str(out),
+                    "--explain", str(tmp_path / "heat")], monkeypatch) == 0
     (r,) = _read(out)
+    assert len(r["explain"]) == 4 and all(Path(f).is_file() for f in r["explain"])
     assert r["kind"] == "video" and r["status"] == "ok"
     assert r["frames_sampled"] == 4 == len(r["frames"])  # the bundle's frames_per_video
     per = [f["faces"][0]["score"] for f in r["frames"]]
@@ -234,3 +248,22 @@ def test_bundle_without_detector_is_a_clear_error(tmp_path, image_dir, monkeypat
     (b / "config.json").write_text(json.dumps(cfg))
     assert run_cli(["predict", str(b), str(image_dir)], monkeypatch) == 1
     assert "no 'detector'" in capsys.readouterr().err
+
+
+def test_non_fas_bundle_reports_top_class(tmp_path, image_dir):
+    """A generic classifier bundle (no live class): decision is the top class."""
+    from serve_helpers import PRE
+
+    from vitfas.bundle import load_bundle, save_bundle
+    from vitfas.models import create_model
+    from vitfas.predict import Predictor, load_image
+
+    m = create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, embed_dim=32,
+                     depth=2, num_heads=2, num_classes=3)
+    b = save_bundle(tmp_path / "cls3", m, class_names=["cat", "dog", "owl"],
+                    preprocessing=dict(PRE))
+    p = Predictor(load_bundle(b))
+    (r,) = p.predict_image(load_image(image_dir / "img0.jpg"))
+    assert r.decision == max(r.probs, key=r.probs.get)
+    assert r.score == pytest.approx(max(r.probs.values()))
+    assert sum(r.probs.values()) == pytest.approx(1.0)
