@@ -104,3 +104,14 @@ def test_onnx_missing_or_stale_is_a_clear_error(tiny_bundle, exported, image_dir
                   "--onnx", str(exported[0])], monkeypatch)
     assert rc == 1
     assert "export again" in capsys.readouterr().err
+
+
+def test_large_models_keep_weights_beside_the_graph(tiny_bundle, tmp_path, monkeypatch):
+    """Over the size limit the weights go to OUT.data (protobuf's 2 GB cap); still checked."""
+    from vitfas.bundle import load_bundle
+    from vitfas.export import onnx as onnx_export
+
+    monkeypatch.setattr(onnx_export, "EXTERNAL_DATA_BYTES", 0)
+    out = tmp_path / "big" / "m.onnx"
+    rep = onnx_export.export_onnx(load_bundle(tiny_bundle), out)
+    assert rep["ok"] and (tmp_path / "big" / "m.onnx.data").stat().st_size > 200_000

@@ -32,6 +32,7 @@ from vitfas.errors import BadCheckpointError, VitfasError
 log = logging.getLogger(__name__)
 
 EXPORT_BATCH = 2
+EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf caps one file at 2 GB
 
 
 class _Logits(nn.Module):
@@ -43,6 +44,22 @@ class _Logits(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.model(image)
+
+
+@contextlib.contextmanager
+def _quiet_exporter_logs() -> Any:
+    """The exporter's libraries log every graph pass at INFO; keep that for ``-v`` only."""
+    names = ("onnxscript", "onnx_ir", "torch.onnx", "torch.export", "torch._export")
+    loggers = [logging.getLogger(n) for n in names]
+    old = [lg.level for lg in loggers]
+    if not log.isEnabledFor(logging.DEBUG):
+        for lg in loggers:
+            lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, lvl in zip(loggers, old):
+            lg.setLevel(lvl)
 
 
 def _check_cases(img_size: tuple[int, int], patch: int, dynamic: bool) -> list[tuple[int, ...]]:
@@ -94,13 +111,15 @@ def export_onnx(
         dims.update({2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC})
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    # protobuf caps a file at 2 GB: larger models keep their weights in OUT.data beside it
+    big = sum(p.numel() * p.element_size() for p in model.parameters()) > EXTERNAL_DATA_BYTES
     chatter = io.StringIO()
     try:
-        with contextlib.redirect_stdout(chatter), torch.no_grad():
+        with contextlib.redirect_stdout(chatter), _quiet_exporter_logs(), torch.no_grad():
             torch.onnx.export(
                 wrapped, (example,), str(out), input_names=["image"], output_names=["logits"],
                 dynamic_shapes={"image": dims}, dynamo=True, opset_version=opset,
-                external_data=False,
+                external_data=big,
             )
     except Exception as exc:
         log.debug("exporter output:\n%s", chatter.getvalue())
@@ -120,8 +139,12 @@ def export_onnx(
     for k, v in meta.items():
         p = proto.metadata_props.add()
         p.key, p.value = k, v
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(out))
+    onnx.checker.check_model(str(out) if big else proto)
+    if big:
+        onnx.save(proto, str(out), save_as_external_data=True, all_tensors_to_one_file=True,
+                  location=out.name + ".data")
+    else:
+        onnx.save(proto, str(out))
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
