@@ -1,99 +1,18 @@
-"""Interim stand-ins for vitfas.data.io, vitfas.faces and vitfas.data.video (issue 3).
+"""Interim stand-in for ``vitfas.explain.explain(model, x, "rollout")`` and
+``vitfas.explain.overlay_on_crop`` (issue 5).
 
-Used by :mod:`vitfas.predict` only while those modules have not landed; the signatures are
-the ones pinned in docs/DESIGN.md. Only the ``none`` detector (whole image is the face) is
-available here. Delete this file once issue 3 is merged.
+Used by :mod:`vitfas.predict` only while vitfas.explain has not landed; same signatures.
+Delete this file once issue 5 is merged.
 """
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vitfas.errors import BadConfigError, BadImageError, BadVideoError
-
-MAX_PIXELS = 100_000_000
-
-
-def decode_image(data: bytes, name: str = "<upload>") -> np.ndarray:
-    from PIL import Image, ImageOps
-
-    if not data:
-        raise BadImageError(f"{name}: empty file (0 bytes), expected an image")
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            if im.width * im.height > MAX_PIXELS:
-                raise BadImageError(
-                    f"{name}: {im.width}x{im.height} pixels, expected at most {MAX_PIXELS}"
-                )
-            im = ImageOps.exif_transpose(im)
-            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-    except BadImageError:
-        raise
-    except Exception as exc:
-        raise BadImageError(f"{name}: cannot decode as an image ({exc})") from exc
-
-
-def load_image(path: str | Path) -> np.ndarray:
-    p = Path(path)
-    if not p.is_file():
-        raise BadImageError(f"{p}: no such file")
-    return decode_image(p.read_bytes(), str(p))
-
-
-@dataclass
-class Face:
-    box: tuple[float, float, float, float]
-    score: float | None = 1.0
-    landmarks: Any = None
-
-
-@dataclass
-class CropRecipe:
-    detector: str = "none"
-    scale: float = 1.0
-    size: int = 224
-    colour_order: str = "RGB"
-    pad: str = "constant"
-
-    def apply(self, rgb: np.ndarray) -> list[tuple[Face, np.ndarray]]:
-        import cv2
-
-        if self.detector != "none":
-            raise BadConfigError(
-                f"detector {self.detector!r} needs vitfas.faces (issue 3), not merged yet"
-            )
-        H, W = rgb.shape[:2]
-        crop = cv2.resize(rgb, (self.size, self.size), interpolation=cv2.INTER_AREA)
-        if self.colour_order == "BGR":
-            crop = crop[..., ::-1].copy()
-        return [(Face((0.0, 0.0, float(W), float(H))), crop)]
-
-
-def sample_frames(path: str | Path, n: int) -> list[tuple[int, np.ndarray]]:
-    import cv2
-
-    cap = cv2.VideoCapture(str(path))
-    try:
-        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        if not cap.isOpened() or total <= 0:
-            raise BadVideoError(f"{path}: cannot open as a video or it has no frames")
-        idx = sorted({round(i) for i in np.linspace(0, total - 1, n)})
-        out = []
-        for i in idx:
-            cap.set(cv2.CAP_PROP_POS_FRAMES, i)
-            ok, frame = cap.read()
-            if ok:
-                out.append((i, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)))
-        if not out:
-            raise BadVideoError(f"{path}: no decodable frames")
-        return out
-    finally:
-        cap.release()
+from vitfas.errors import BadConfigError
 
 
 @dataclass

@@ -76,28 +76,21 @@ class VideoResult:
 # --------------------------------------------------------------------------- preprocessing
 def load_image(path: str | Path) -> np.ndarray:
     """``path`` -> ``[H, W, 3]`` uint8 RGB with EXIF orientation applied (vitfas.data.io)."""
-    try:
-        from vitfas.data.io import load_image as _load
-    except ImportError:  # interim until vitfas.data.io lands
-        from vitfas._interim import load_image as _load
+    from vitfas.data.io import load_image as _load
+
     return _load(path)
 
 
 def decode_image(data: bytes, name: str = "<upload>") -> np.ndarray:
     """Encoded bytes -> ``[H, W, 3]`` uint8 RGB with EXIF orientation applied."""
-    try:
-        from vitfas.data.io import decode_image as _decode
-    except ImportError:  # interim until vitfas.data.io lands
-        from vitfas._interim import decode_image as _decode
+    from vitfas.data.io import decode_image as _decode
+
     return _decode(data, name)
 
 
 def make_crop_recipe(pre: dict[str, Any], img_size: tuple[int, int]) -> Any:
     """The :class:`vitfas.faces.CropRecipe` described by a bundle's ``preprocessing``."""
-    try:
-        from vitfas.faces import CropRecipe
-    except ImportError:  # interim until vitfas.faces lands
-        from vitfas._interim import CropRecipe
+    from vitfas.faces import CropRecipe
 
     if img_size[0] != img_size[1]:
         raise BadConfigError(
@@ -275,10 +268,7 @@ class Predictor:
     def predict_video(self, path: str | Path, frames: int | None = None) -> VideoResult:
         """Sample ``frames`` frames (default: the bundle's ``frames_per_video``) uniformly and
         score each; the video score is the mean P(live) of each frame's largest face."""
-        try:
-            from vitfas.data.video import sample_frames
-        except ImportError:  # interim until vitfas.data.video lands
-            from vitfas._interim import sample_frames
+        from vitfas.data.video import sample_frames
 
         n = int(frames or self.frames_per_video)
         sampled = sample_frames(path, n)

@@ -221,9 +221,6 @@ def test_batched_equals_single(tiny_bundle, image_dir):
 def test_real_detector_finds_both_faces(face_fixtures, tmp_path, monkeypatch):
     """With the default detector the two-face fixture gives two faces, largest first, and
     the EXIF-rotated selfie one face inside the upright image."""
-    faces = pytest.importorskip("vitfas.faces")
-    if not hasattr(faces, "CropRecipe"):
-        pytest.skip("vitfas.faces (issue 3) not merged yet")
     b = make_bundle(tmp_path / "det")
     cfg = json.loads((b / "config.json").read_text())
     cfg["preprocessing"].update(detector="default", crop_scale=1.3)
