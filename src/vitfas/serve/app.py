@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 import logging
 import threading
 import time
@@ -26,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import FastAPI, File, Query, Request, UploadFile
+from fastapi import FastAPI, File, Query, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
@@ -196,6 +197,72 @@ class ErrorResponse(BaseModel):
     detail: str
 
 
+MULTIPART_SLACK = 64 * 1024  # multipart boundaries and headers on top of the file itself
+
+
+class _BodyTooLargeError(Exception):
+    pass
+
+
+class BodyLimit:
+    """ASGI middleware: refuse request bodies over ``limit`` bytes with a JSON 413.
+
+    A declared ``Content-Length`` over the limit is refused before anything is read; a
+    chunked body is counted as it streams in and cut off once it passes the limit (the
+    app's own answer is dropped and replaced by the 413).
+    """
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = int(limit)
+
+    async def _reject(self, send: Any, what: str) -> None:
+        body = json.dumps({"detail": f"request body {what} exceeds the limit of "
+                                     f"{self.limit} bytes"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            await self._reject(send, f"of {int(declared)} bytes")
+            return
+        seen = 0
+        exceeded = False
+        started = False
+
+        async def limited_receive() -> Any:
+            nonlocal seen, exceeded
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.limit:
+                    exceeded = True
+                    raise _BodyTooLargeError()
+            return msg
+
+        async def guarded_send(msg: Any) -> None:
+            nonlocal started
+            if exceeded:
+                return
+            started = True
+            await send(msg)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not exceeded:
+                raise
+        if exceeded and not started:
+            await self._reject(send, f"of more than {seen} bytes")
+
+
 class UploadError(Exception):
     """An upload rejected with an HTTP status and a message."""
 
@@ -262,15 +329,7 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> A
     app.state.batcher = batcher
     app.state.settings = s
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Any) -> Any:
-        cl = request.headers.get("content-length")
-        if request.method == "POST" and cl and cl.isdigit() and int(cl) > s.max_upload_bytes \
-                + 64 * 1024:
-            return JSONResponse(status_code=413, content={
-                "detail": f"request body of {cl} bytes exceeds the upload limit of "
-                          f"{s.max_upload_bytes} bytes"})
-        return await call_next(request)
+    app.add_middleware(BodyLimit, limit=s.max_upload_bytes + MULTIPART_SLACK)
 
     async def _score(file: UploadFile, explain: bool) -> dict[str, Any]:
         t0 = time.perf_counter()
