@@ -1,0 +1,767 @@
+"""A reusable training engine: the loop that ``vitfas train`` and ``vitfas pretrain-mae`` share.
+
+The engine owns everything that is not specific to a task: data order and resumable
+sampling, the optimiser step (AdamW + warmup-cosine, see :mod:`vitfas.train.optim`), mixed
+precision, gradient clipping and norm logging, a NaN/Inf guard, an optional EMA of the
+weights, evaluation and best-checkpoint tracking, checkpoint/resume, and logging (tqdm, CSV,
+TensorBoard). A *task* object supplies the loss::
+
+    class MyTask:
+        def training_step(self, model, batch) -> tuple[Tensor, dict[str, float]]:
+            ...                       # batch already on the device; return (loss, logs)
+        def evaluate(self, model, loader) -> dict[str, float]:   # optional
+            ...                       # model in eval mode, no grad; return metrics
+        def state_dict(self) -> dict / load_state_dict(d)           # optional
+
+    engine = Engine(model, MyTask(), TrainerConfig(...), OptimConfig(...), train_set,
+                    run_dir, eval_set=dev_set)
+    result = engine.fit(resume=None)     # or resume=True / a checkpoint path
+
+Resuming is bit-for-bit: the data order of an epoch is a function of ``(seed, epoch)``,
+each sample's augmentation is drawn from a generator seeded by ``(seed, epoch, position)``
+(independent of worker count and prefetching), and the checkpoint holds the step, the
+position inside the epoch, and the torch / CUDA / NumPy / Python RNG states used by the
+model (dropout, drop-path).
+
+Distributed-ready: the engine takes ``rank`` and ``world_size``; the sampler shards each
+epoch's order by rank; every file write (checkpoints, logs, progress bars) goes through
+:attr:`Engine.is_main`. No process-global state is changed except the RNG restore on resume.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from vitfas.errors import BadCheckpointError, BadConfigError, VitfasError
+from vitfas.train.config import to_dict
+from vitfas.train.optim import OptimConfig, WarmupCosine, build_optimizer
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "Engine",
+    "FitResult",
+    "ModelEma",
+    "NonFiniteLossError",
+    "ResumableSampler",
+    "RunWriter",
+    "Task",
+    "TrainerConfig",
+    "seed_everything",
+    "unwrap",
+]
+
+CHECKPOINT_FORMAT = "vitfas-train-state"
+
+
+class NonFiniteLossError(VitfasError):
+    """The loss (or the gradient norm) became NaN or infinite; training stopped."""
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    """Loop settings (YAML section ``trainer``).
+
+    Attributes:
+        epochs: passes over the training data; the LR schedule spans all of them.
+        max_steps: stop after this many optimiser steps (0 = no limit). Does not change the
+            schedule, so a run stopped early and resumed matches an uninterrupted one.
+        batch_size: per process.
+        num_workers: DataLoader worker processes.
+        precision: ``fp32``; ``bf16`` (autocast, CPU or GPU); ``fp16`` (autocast + gradient
+            scaler, GPU only).
+        grad_clip: clip the global gradient norm to this (0 = no clipping; the norm is
+            logged either way).
+        ema_decay: keep an exponential moving average of the weights (0 = off).
+        ema_eval: evaluate (and pick the best checkpoint with) the EMA weights.
+        log_every: write a training log row every this many steps.
+        checkpoint_every: also save ``last.pt`` every this many steps (0 = epoch ends only).
+        eval_every: evaluate every this many epochs (and always after the last).
+        best_metric: evaluation metric that selects ``best.pt`` (e.g. ``eer``, ``acc``,
+            ``loss``); empty = the last epoch is the best.
+        best_mode: ``min`` or ``max`` for ``best_metric``.
+        device: ``auto`` (CUDA if available), ``cpu``, ``cuda`` or ``cuda:N``.
+        seed: seeds model init (by the caller), data order and augmentation.
+    """
+
+    epochs: int = 10
+    max_steps: int = 0
+    batch_size: int = 64
+    num_workers: int = 0
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    grad_clip: float = 0.0
+    ema_decay: float = 0.0
+    ema_eval: bool = True
+    log_every: int = 10
+    checkpoint_every: int = 0
+    eval_every: int = 1
+    best_metric: str = ""
+    best_mode: Literal["min", "max"] = "min"
+    device: str = "auto"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise BadConfigError(f"trainer.epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise BadConfigError(f"trainer.batch_size must be >= 1, got {self.batch_size}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise BadConfigError(f"trainer.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.eval_every < 1 or self.log_every < 1:
+            raise BadConfigError("trainer.eval_every and trainer.log_every must be >= 1")
+
+
+class Task(Protocol):
+    """What a training task provides to the :class:`Engine` (see the module docstring)."""
+
+    def training_step(
+        self, model: nn.Module, batch: Any
+    ) -> tuple[torch.Tensor, dict[str, float]]: ...
+
+
+@runtime_checkable
+class _Evaluates(Protocol):
+    def evaluate(self, model: nn.Module, loader: DataLoader) -> dict[str, float]: ...
+
+
+@dataclass
+class FitResult:
+    """What :meth:`Engine.fit` returns.
+
+    Attributes:
+        step: optimiser steps done in total.
+        epoch: completed epochs.
+        finished: all epochs done (False when stopped by ``max_steps``).
+        best_value / best_epoch: the best ``best_metric`` and its epoch (1-based).
+        last_checkpoint / best_checkpoint: paths (``None`` on non-main ranks).
+        history: one dict of evaluation metrics per evaluated epoch.
+    """
+
+    step: int
+    epoch: int
+    finished: bool
+    best_value: float | None
+    best_epoch: int | None
+    last_checkpoint: Path | None
+    best_checkpoint: Path | None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- utilities
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA), NumPy and Python's ``random``."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a ``DistributedDataParallel`` / ``DataParallel`` wrapper."""
+    return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) \
+        else model
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise BadConfigError(f"trainer.device={name!r} but CUDA is not available")
+    return dev
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Move tensors in a (nested) batch to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+def _mix(*xs: int) -> int:
+    """A 63-bit seed from integers (splitmix-style; stable across runs and platforms)."""
+    h = 0x9E3779B97F4A7C15
+    for x in xs:
+        h = (h ^ (int(x) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        h ^= h >> 31
+    return h & 0x7FFFFFFFFFFFFFFF
+
+
+@contextmanager
+def _forked_rng(seed: int | None = None) -> Iterator[None]:
+    """Run a block with torch / NumPy / Python RNGs seeded (or untouched), then restore."""
+    py, npy = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+            random.seed(seed)
+            np.random.seed(seed % (2**32))
+        try:
+            yield
+        finally:
+            random.setstate(py)
+            np.random.set_state(npy)
+
+
+def rng_state() -> dict[str, Any]:
+    """All RNG states the model-side randomness uses (checkpoint-safe types only)."""
+    _kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": random.getstate(),
+    }
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Inverse of :func:`rng_state`."""
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"],
+                         n["has_gauss"], n["gauss"]))
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+
+
+# --------------------------------------------------------------------------- data order
+class ResumableSampler(Sampler):
+    """Epoch-seeded sample order that can start part-way and shard by rank.
+
+    Yields ``(index, sample_seed)`` pairs; :class:`SeededDataset` uses the seed to make each
+    sample's augmentation a pure function of ``(seed, epoch, position)``.
+
+    Args:
+        n: dataset length (used when ``base`` is None: a random permutation per epoch).
+        seed: run seed.
+        base: optional sampler deciding the order (e.g. class-balanced); it is drawn under a
+            generator seeded by ``(seed, epoch)`` (its ``generator`` attribute, if any, is
+            swapped for the draw) and after ``base.set_epoch(epoch)`` if it has one.
+        shuffle: permute (True) or keep dataset order (False, for evaluation).
+        rank, world_size: shard each epoch's order (padded by wrapping to a multiple).
+    """
+
+    def __init__(self, n: int, seed: int = 0, base: Sampler | None = None, shuffle: bool = True,
+                 rank: int = 0, world_size: int = 1) -> None:
+        self.n, self.seed, self.base, self.shuffle = n, seed, base, shuffle
+        self.rank, self.world_size = rank, world_size
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Select the epoch, and skip the first ``start`` samples of this rank's shard."""
+        self.epoch, self.start = epoch, start
+
+    def epoch_order(self, epoch: int) -> list[int]:
+        """This rank's full sample order for ``epoch``."""
+        g = torch.Generator().manual_seed(_mix(self.seed, epoch, 1))
+        if self.base is not None:
+            if hasattr(self.base, "set_epoch"):
+                self.base.set_epoch(epoch)
+            old = getattr(self.base, "generator", None)
+            if hasattr(self.base, "generator"):
+                self.base.generator = g
+            try:
+                with _forked_rng(_mix(self.seed, epoch, 2)):
+                    order = [int(i) for i in self.base]
+            finally:
+                if hasattr(self.base, "generator"):
+                    self.base.generator = old
+        elif self.shuffle:
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = list(range(self.n))
+        if self.world_size > 1:
+            total = math.ceil(len(order) / self.world_size) * self.world_size
+            order = (order * math.ceil(total / max(len(order), 1)))[:total]
+            order = order[self.rank :: self.world_size]
+        return order
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        order = self.epoch_order(self.epoch)
+        for pos in range(self.start, len(order)):
+            yield order[pos], _mix(self.seed, self.epoch, pos, self.rank, 3)
+
+    def __len__(self) -> int:
+        m = len(self.base) if self.base is not None else self.n
+        return math.ceil(m / self.world_size) - self.start
+
+
+class SeededDataset(Dataset):
+    """Wraps a map-style dataset so ``ds[(index, seed)]`` runs under seeded RNGs.
+
+    Plain integer indices pass through unseeded (used for evaluation).
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, tuple):
+            index, seed = key
+            with _forked_rng(seed):
+                return self.dataset[index]
+        return self.dataset[key]
+
+
+# --------------------------------------------------------------------------- EMA
+class ModelEma(nn.Module):
+    """Exponential moving average of a model's floating-point state.
+
+    ``ema = decay * ema + (1 - decay) * model`` after each optimiser step; integer buffers
+    are copied. ``module`` is a frozen copy usable for evaluation.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        super().__init__()
+        self.decay = decay
+        self.module = copy.deepcopy(unwrap(model)).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        src = unwrap(model).state_dict()
+        for k, v in self.module.state_dict().items():
+            s = src[k].detach()
+            if v.is_floating_point():
+                v.lerp_(s.to(v.dtype), 1.0 - self.decay)
+            else:
+                v.copy_(s)
+
+
+# --------------------------------------------------------------------------- logging
+class RunWriter:
+    """CSV + TensorBoard logs of one run; a no-op on non-main ranks.
+
+    ``train_log.csv`` gets one row per logged step, ``eval_log.csv`` one per evaluation;
+    new columns are added by rewriting the file. TensorBoard events go to ``tb/``.
+    """
+
+    def __init__(self, run_dir: Path, enabled: bool = True, tensorboard: bool = True) -> None:
+        self.run_dir, self.enabled, self.tensorboard = Path(run_dir), enabled, tensorboard
+        self._tb: Any = None
+
+    def _tb_writer(self, purge_step: int | None = None) -> Any:
+        if self._tb is None and self.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # pragma: no cover - tensorboard is a dependency
+                log.warning("tensorboard is not installed; TensorBoard logs are off")
+                self.tensorboard = False
+                return None
+            self._tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge_step)
+        return self._tb
+
+    def start(self, resume_step: int | None) -> None:
+        """Open the logs; on resume, drop rows logged after ``resume_step``."""
+        if not self.enabled:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if resume_step is not None:
+            for name in ("train_log.csv", "eval_log.csv"):
+                rows = self._read(name)
+                keep = [r for r in rows if int(float(r.get("step", 0))) <= resume_step]
+                if len(keep) != len(rows):
+                    self._write(name, keep)
+        self._tb_writer(purge_step=resume_step + 1 if resume_step is not None else None)
+
+    def _read(self, name: str) -> list[dict[str, str]]:
+        p = self.run_dir / name
+        if not p.is_file():
+            return []
+        with open(p, newline="") as f:
+            return list(csv.DictReader(f))
+
+    def _write(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        cols: list[str] = []
+        for r in rows:
+            cols += [k for k in r if k not in cols]
+        with open(self.run_dir / name, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=cols)
+            w.writeheader()
+            w.writerows(rows)
+
+    def log(self, name: str, step: int, values: Mapping[str, Any], prefix: str) -> None:
+        """Append a row to ``name`` (``train_log.csv`` / ``eval_log.csv``) and TensorBoard."""
+        if not self.enabled:
+            return
+        row = {"step": step, **values}
+        p = self.run_dir / name
+        header: list[str] = []
+        if p.is_file():
+            with open(p, newline="") as f:
+                header = next(csv.reader(f), [])
+        if p.is_file() and all(k in header for k in row):
+            with open(p, "a", newline="") as f:
+                csv.DictWriter(f, fieldnames=header).writerow(row)
+        else:
+            self._write(name, [*self._read(name), row])
+        tb = self._tb_writer()
+        if tb is not None:
+            for k, v in values.items():
+                if isinstance(v, (int, float)) and k not in ("epoch", "time"):
+                    tb.add_scalar(f"{prefix}/{k}", v, step)
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.flush()
+            self._tb.close()
+            self._tb = None
+
+
+# --------------------------------------------------------------------------- the engine
+class Engine:
+    """Runs a :class:`Task` over a dataset with the settings of a :class:`TrainerConfig`.
+
+    Args:
+        model: the network (already on CPU; the engine moves it to the device).
+        task: provides ``training_step`` (and optionally ``evaluate``, ``state_dict``).
+        cfg: loop settings.
+        optim_cfg: optimiser and schedule settings.
+        train_set: map-style dataset; items are whatever ``task.training_step`` takes after
+            default collation.
+        run_dir: where checkpoints and logs go (``last.pt``, ``best.pt``, ``train_log.csv``,
+            ``eval_log.csv``, ``tb/``).
+        eval_set: optional dataset for ``task.evaluate``.
+        sampler: optional base sampler for training order (see :class:`ResumableSampler`).
+        collate_fn: optional DataLoader collate function.
+        rank, world_size: process position under ``torch.distributed`` (1 process: 0, 1).
+        quiet: no progress bars.
+        run_config: the resolved run configuration, stored in checkpoints.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        task: Task,
+        cfg: TrainerConfig,
+        optim_cfg: OptimConfig,
+        train_set: Dataset,
+        run_dir: str | Path,
+        *,
+        eval_set: Dataset | None = None,
+        sampler: Sampler | None = None,
+        collate_fn: Callable[[list[Any]], Any] | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+        quiet: bool = False,
+        run_config: Any = None,
+    ) -> None:
+        self.cfg, self.optim_cfg, self.task = cfg, optim_cfg, task
+        self.run_dir = Path(run_dir)
+        self.rank, self.world_size = rank, world_size
+        self.is_main = rank == 0
+        self.quiet = quiet
+        self.run_config = to_dict(run_config) if run_config is not None else None
+        self.device = resolve_device(cfg.device)
+        if cfg.precision == "fp16" and self.device.type != "cuda":
+            raise BadConfigError("trainer.precision=fp16 needs a CUDA device; use bf16 on CPU")
+        self.model = model.to(self.device)
+        self.train_set, self.eval_set = train_set, eval_set
+        self.collate_fn = collate_fn
+        self.sampler = ResumableSampler(len(train_set), cfg.seed, sampler,  # type: ignore[arg-type]
+                                        True, rank, world_size)
+        self.steps_per_epoch = len(self.sampler) // cfg.batch_size
+        if self.steps_per_epoch < 1:
+            raise BadConfigError(
+                f"the training set has {len(self.sampler)} samples per process, fewer than "
+                f"one batch of trainer.batch_size={cfg.batch_size}"
+            )
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        self.optimizer = build_optimizer(unwrap(self.model), optim_cfg)
+        self.schedule = WarmupCosine.from_config(optim_cfg, self.steps_per_epoch, cfg.epochs)
+        self.scaler = (torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None)
+        self.ema = ModelEma(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        self.writer = RunWriter(self.run_dir, enabled=self.is_main)
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.best_value: float | None = None
+        self.best_epoch: int | None = None
+        self.history: list[dict[str, float]] = []
+        self._trainable = [p for p in self.model.parameters() if p.requires_grad]
+
+    # ------------------------------------------------------------------ pieces
+    def autocast(self) -> Any:
+        """The autocast context for the configured precision."""
+        if self.cfg.precision == "fp32":
+            return nullcontext()
+        dtype = torch.bfloat16 if self.cfg.precision == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def eval_model(self) -> nn.Module:
+        """The weights used for evaluation: the EMA when enabled and ``ema_eval``."""
+        if self.ema is not None and self.cfg.ema_eval:
+            return self.ema.module
+        return unwrap(self.model)
+
+    def make_loader(self, dataset: Dataset, batch_size: int | None = None) -> DataLoader:
+        """A deterministic loader in dataset order (for evaluation).
+
+        Any randomness in the dataset's transform is seeded per item, so results do not
+        depend on the worker count or on the training RNG.
+        """
+        order = ResumableSampler(len(dataset), self.cfg.seed, shuffle=False)  # type: ignore
+        return DataLoader(SeededDataset(dataset), batch_size=batch_size or self.cfg.batch_size,
+                          sampler=order, num_workers=self.cfg.num_workers,
+                          collate_fn=self.collate_fn, pin_memory=self.device.type == "cuda",
+                          generator=torch.Generator().manual_seed(_mix(self.cfg.seed, 5)))
+
+    def _train_loader(self, epoch: int, start_batch: int) -> DataLoader:
+        self.sampler.set_epoch(epoch, start_batch * self.cfg.batch_size)
+        return DataLoader(
+            SeededDataset(self.train_set), batch_size=self.cfg.batch_size, sampler=self.sampler,
+            num_workers=self.cfg.num_workers, collate_fn=self.collate_fn, drop_last=True,
+            pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(_mix(self.cfg.seed, epoch, 4)),
+        )
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bit-for-bit."""
+        sd: dict[str, Any] = {
+            "format": CHECKPOINT_FORMAT,
+            "version": 1,
+            "model": unwrap(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "ema": self.ema.module.state_dict() if self.ema is not None else None,
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "best_value": self.best_value,
+            "best_epoch": self.best_epoch,
+            "history": self.history,
+            "rng": rng_state(),
+            "config": self.run_config,
+            "trainer": to_dict(self.cfg),
+        }
+        if hasattr(self.task, "state_dict"):
+            sd["task"] = self.task.state_dict()
+        return sd
+
+    def save_checkpoint(self, name: str) -> Path | None:
+        """Write ``run_dir/name`` atomically (main rank only)."""
+        if not self.is_main:
+            return None
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        path = self.run_dir / name
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(self.state_dict(), tmp)
+        tmp.replace(path)
+        return path
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Restore a :meth:`state_dict` written by :meth:`save_checkpoint`."""
+        p = Path(path)
+        if not p.is_file():
+            raise BadCheckpointError(f"cannot resume: checkpoint {p} does not exist")
+        try:
+            sd = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise BadCheckpointError(f"cannot read training checkpoint {p}: {exc}") from exc
+        if not isinstance(sd, dict) or sd.get("format") != CHECKPOINT_FORMAT:
+            raise BadCheckpointError(f"{p} is not a vitfas training checkpoint")
+        if self.run_config is not None and sd.get("config") is not None:
+            old, new = _flatten(sd["config"]), _flatten(self.run_config)
+            changed = sorted(k for k in set(old) | set(new)
+                             if old.get(k) != new.get(k) and not k.endswith("max_steps"))
+            if changed:
+                log.warning("resuming with a changed configuration (%s); the run will not "
+                            "match an uninterrupted one", ", ".join(changed))
+        unwrap(self.model).load_state_dict(sd["model"])
+        self.optimizer.load_state_dict(sd["optimizer"])
+        if self.scaler is not None and sd.get("scaler"):
+            self.scaler.load_state_dict(sd["scaler"])
+        if self.ema is not None:
+            if sd.get("ema") is None:
+                raise BadCheckpointError(f"{p} has no EMA weights but trainer.ema_decay > 0")
+            self.ema.module.load_state_dict(sd["ema"])
+        if hasattr(self.task, "load_state_dict") and sd.get("task") is not None:
+            self.task.load_state_dict(sd["task"])
+        self.step, self.epoch = int(sd["step"]), int(sd["epoch"])
+        self.batch_in_epoch = int(sd["batch_in_epoch"])
+        self.best_value, self.best_epoch = sd["best_value"], sd["best_epoch"]
+        self.history = list(sd.get("history") or [])
+        set_rng_state(sd["rng"])
+        log.info("resumed from %s at step %d (epoch %d, batch %d)", p, self.step,
+                 self.epoch + 1, self.batch_in_epoch)
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self) -> dict[str, float]:
+        """Run ``task.evaluate`` on the eval set with the evaluation weights."""
+        if self.eval_set is None or not isinstance(self.task, _Evaluates):
+            return {}
+        model = self.eval_model()
+        was = model.training
+        model.eval()
+        with _forked_rng(), torch.no_grad(), self.autocast():
+            metrics = self.task.evaluate(model, self.make_loader(self.eval_set))
+        model.train(was)
+        return {k: float(v) for k, v in metrics.items()}
+
+    def _is_better(self, value: float) -> bool:
+        if self.best_value is None:
+            return True
+        return value < self.best_value if self.cfg.best_mode == "min" else value > self.best_value
+
+    # ------------------------------------------------------------------ the loop
+    def _guard(self, loss: torch.Tensor, grad_norm: torch.Tensor | None, epoch: int) -> None:
+        bad_loss = not torch.isfinite(loss.detach()).all()
+        bad_grad = grad_norm is not None and self.scaler is None and \
+            not torch.isfinite(grad_norm).all()
+        if bad_loss or bad_grad:
+            what = "loss" if bad_loss else "gradient norm"
+            raise NonFiniteLossError(
+                f"training stopped at step {self.step + 1} (epoch {epoch + 1}): the {what} is "
+                f"not finite (loss={loss.detach().float().item()!r}, grad_norm="
+                f"{None if grad_norm is None else float(grad_norm)!r}); try a lower optim.lr, "
+                f"trainer.grad_clip, or trainer.precision=fp32. Last checkpoint: "
+                f"{self.run_dir / 'last.pt'}"
+            )
+
+    def train_step(self, batch: Any, epoch: int) -> dict[str, float]:
+        """One optimiser step on ``batch``; returns the logged values."""
+        lr = self.schedule.apply(self.optimizer, self.step)
+        batch = to_device(batch, self.device)
+        with self.autocast():
+            loss, logs = self.task.training_step(self.model, batch)
+        self._guard(loss, None, epoch)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        max_norm = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self._trainable, max_norm)
+        self._guard(loss, grad_norm, epoch)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        self.step += 1
+        return {"loss": float(loss.detach()), "lr": lr, "grad_norm": float(grad_norm),
+                **{k: float(v) for k, v in logs.items()}}
+
+    def fit(self, resume: bool | str | Path | None = None) -> FitResult:
+        """Train until all epochs are done or ``max_steps`` is reached.
+
+        Args:
+            resume: ``True`` resumes from ``run_dir/last.pt``; a path resumes from that file.
+        """
+        if resume:
+            self.load_checkpoint(self.run_dir / "last.pt" if resume is True else resume)
+        self.writer.start(self.step if resume else None)
+        cfg = self.cfg
+        self.model.train()
+        stopped = False
+        last_path: Path | None = None
+        try:
+            from tqdm.auto import tqdm
+
+            while self.epoch < cfg.epochs and not stopped:
+                epoch = self.epoch
+                loader = self._train_loader(epoch, self.batch_in_epoch)
+                bar = tqdm(loader, total=self.steps_per_epoch, initial=self.batch_in_epoch,
+                           desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                           disable=self.quiet or not self.is_main, dynamic_ncols=True)
+                t0 = time.perf_counter()
+                for batch in bar:
+                    values = self.train_step(batch, epoch)
+                    self.batch_in_epoch += 1
+                    if self.step % cfg.log_every == 0 or self.batch_in_epoch == \
+                            self.steps_per_epoch:
+                        self.writer.log("train_log.csv", self.step,
+                                        {"epoch": epoch + 1, **values,
+                                         "time": round(time.perf_counter() - t0, 3)}, "train")
+                        bar.set_postfix(loss=f"{values['loss']:.4f}", lr=f"{values['lr']:.2e}")
+                    if cfg.max_steps and self.step >= cfg.max_steps:
+                        stopped = self.batch_in_epoch < self.steps_per_epoch or \
+                            self.epoch + 1 < cfg.epochs
+                        break
+                    if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                        last_path = self.save_checkpoint("last.pt")
+                bar.close()
+                if self.batch_in_epoch < self.steps_per_epoch:  # stopped mid-epoch
+                    last_path = self.save_checkpoint("last.pt")
+                    break
+                self._end_epoch(epoch)
+                last_path = self.save_checkpoint("last.pt")
+                if cfg.max_steps and self.step >= cfg.max_steps:
+                    break
+        finally:
+            self.writer.close()
+        best = self.run_dir / "best.pt"
+        return FitResult(
+            step=self.step, epoch=self.epoch, finished=self.epoch >= cfg.epochs,
+            best_value=self.best_value, best_epoch=self.best_epoch,
+            last_checkpoint=last_path,
+            best_checkpoint=best if self.is_main and best.is_file() else None,
+            history=self.history,
+        )
+
+    def _end_epoch(self, epoch: int) -> None:
+        cfg = self.cfg
+        self.epoch = epoch + 1
+        self.batch_in_epoch = 0
+        if (epoch + 1) % cfg.eval_every and epoch + 1 != cfg.epochs:
+            return
+        metrics = self.evaluate()
+        if metrics:
+            self.history.append({"epoch": epoch + 1, "step": self.step, **metrics})
+            self.writer.log("eval_log.csv", self.step, {"epoch": epoch + 1, **metrics}, "eval")
+            log.info("epoch %d: %s", epoch + 1,
+                     ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+        if cfg.best_metric:
+            if not metrics:
+                return
+            if cfg.best_metric not in metrics:
+                raise BadConfigError(
+                    f"trainer.best_metric={cfg.best_metric!r} is not among the evaluation "
+                    f"metrics {sorted(metrics)}"
+                )
+            value = metrics[cfg.best_metric]
+            if self._is_better(value):
+                self.best_value, self.best_epoch = value, epoch + 1
+                self.save_checkpoint("best.pt")
+        else:
+            self.best_epoch = epoch + 1
+            self.save_checkpoint("best.pt")
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): d}
