@@ -46,13 +46,18 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _explain_faces(pred: Any, rgb: Any, out_dir: Path, stem: str) -> list[str]:
-    written = []
-    for k, (_face, crop) in enumerate(pred.detect(rgb)):
-        f = out_dir / f"{stem}_face{k}.png"
-        f.write_bytes(pred.explain_png(crop))
-        written.append(str(f))
-    return written
+def _write_explanations(pred: Any, items: list[tuple[str, Any]], out_dir: Path,
+                        rec: dict[str, Any]) -> None:
+    """Write ``out_dir/NAME.png`` per ``(name, crop)``; a model that cannot be explained
+    (e.g. no attention weights) gets ``explain_error`` in the record, the scores stand."""
+    rec["explain"] = []
+    try:
+        for name, crop in items:
+            f = out_dir / f"{name}.png"
+            f.write_bytes(pred.explain_png(crop))
+            rec["explain"].append(str(f))
+    except Exception as exc:
+        rec["explain_error"] = f"{type(exc).__name__}: {exc}"
 
 
 def predict_one(pred: Any, path: Path, explain_dir: Path | None, index: int) -> dict[str, Any]:
@@ -71,21 +76,21 @@ def predict_one(pred: Any, path: Path, explain_dir: Path | None, index: int) -> 
             rec.update(score=v.score, decision=v.decision)
             rec["status"] = "ok" if v.score is not None else "no_face"
             if explain_dir is not None:
-                rec["explain"] = []
-                for fi, crops in v.extra.get("crops", []):
-                    for k, crop in enumerate(crops):
-                        f = explain_dir / f"{index:05d}_{path.stem}_frame{fi}_face{k}.png"
-                        f.write_bytes(pred.explain_png(crop))
-                        rec["explain"].append(str(f))
+                items = [(f"{index:05d}_{path.stem}_frame{fi}_face{k}", crop)
+                         for fi, crops in v.extra.get("crops", [])
+                         for k, crop in enumerate(crops)]
+                _write_explanations(pred, items, explain_dir, rec)
         else:
-            rgb = load_image(path)
-            res = pred.predict_image(rgb)
+            dets = pred.detect(load_image(path))
+            res = pred.predict_crops([dets])[0]
             rec["faces"] = [r.to_dict() for r in res]
             rec["score"] = res[0].score if res else None
             rec["decision"] = res[0].decision if res else None
             rec["status"] = "ok" if res else "no_face"
             if explain_dir is not None and res:
-                rec["explain"] = _explain_faces(pred, rgb, explain_dir, f"{index:05d}_{path.stem}")
+                items = [(f"{index:05d}_{path.stem}_face{k}", crop)
+                         for k, (_, crop) in enumerate(dets)]
+                _write_explanations(pred, items, explain_dir, rec)
         if rec["status"] == "no_face":
             rec["error"] = f"{path}: no face found (failure to acquire)"
     except VitfasError as exc:

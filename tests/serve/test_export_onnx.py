@@ -115,3 +115,31 @@ def test_large_models_keep_weights_beside_the_graph(tiny_bundle, tmp_path, monke
     out = tmp_path / "big" / "m.onnx"
     rep = onnx_export.export_onnx(load_bundle(tiny_bundle), out)
     assert rep["ok"] and (tmp_path / "big" / "m.onnx.data").stat().st_size > 200_000
+
+
+@pytest.mark.parametrize("name,kw", [
+    ("deit_tiny_distilled_patch16_224",
+     {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}),
+    ("swin_tiny_patch4_window7_224",
+     {"img_size": 56, "embed_dim": 16, "depths": (2, 2), "num_heads": (1, 2)}),
+])
+def test_other_families_predict_and_export(name, kw, tmp_path, image_dir):
+    """DeiT (distillation token, two heads) and Swin bundles: the Predictor and the ONNX
+    graph agree."""
+    from serve_helpers import PRE
+
+    from vitfas.bundle import load_bundle, save_bundle
+    from vitfas.export.onnx import export_onnx
+    from vitfas.models import create_model
+    from vitfas.predict import Predictor, load_image
+
+    m = create_model(name, num_classes=2, **kw)
+    pre = {**PRE, "img_size": [kw["img_size"]] * 2}
+    b = save_bundle(tmp_path / name, m, class_names=["spoof", "live"], live_index=1,
+                    preprocessing=pre)
+    rep = export_onnx(load_bundle(b), b / "model.onnx")
+    assert rep["ok"] and rep["max_abs_diff"] <= 1e-4
+    rgb = load_image(image_dir / "img2.jpg")
+    st = Predictor(load_bundle(b)).predict_image(rgb)[0].score
+    so = Predictor(load_bundle(b), runtime="onnx").predict_image(rgb)[0].score
+    assert so == pytest.approx(st, abs=1e-5)

@@ -88,6 +88,15 @@ def test_explain_overlay(predictor, image_dir):
     plain = c.post("/v1/liveness", files={"file": ("x.png", data, "image/png")}).json()
     assert plain["faces"][0]["explain_png"] is None
     assert plain["score"] == pytest.approx(body["score"], abs=1e-6)
+    # a model that cannot be explained still gets its scores, with the reason
+    def no_attention(crop):
+        raise ValueError("this model returns no attention weights")
+
+    predictor.explain_png = no_attention
+    body = c.post("/v1/liveness?explain=1", files={"file": ("x.png", data, "image/png")})
+    assert body.status_code == 200
+    assert "no attention" in body.json()["explain_error"]
+    assert body.json()["score"] == pytest.approx(plain["score"], abs=1e-6)
 
 
 def test_burst_is_micro_batched_and_answers_are_right(predictor):

@@ -189,6 +189,7 @@ class LivenessResponse(BaseModel):
     decision: str = Field(description="the largest face's decision, or 'no_face'")
     threshold: float
     image_size: list[int] = Field(description="[width, height] after EXIF rotation")
+    explain_error: str | None = Field(None, description="why ?explain=1 gave no overlay")
     latency_ms: float
 
 class ErrorResponse(BaseModel):
@@ -357,12 +358,21 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> A
         rgb, dets = await run_in_threadpool(decode_and_detect)
         results = await batcher.submit(dets) if dets else []
         faces = [r.to_dict() for r in results]
-        if explain and s.allow_explain and dets:
-            pngs = await run_in_threadpool(
-                lambda: [predictor.explain_png(crop) for _, crop in dets])
-            for f, png in zip(faces, pngs):
-                f["explain_png"] = base64.b64encode(png).decode("ascii")
+        explain_error = None
+        if explain and not s.allow_explain:
+            explain_error = "explanations are disabled on this server"
+        elif explain and dets:
+            try:
+                pngs = await run_in_threadpool(
+                    lambda: [predictor.explain_png(crop) for _, crop in dets])
+            except Exception as exc:  # the scores stand without an overlay
+                log.warning("explanation failed: %s", exc)
+                explain_error = f"{type(exc).__name__}: {exc}"
+            else:
+                for f, png in zip(faces, pngs):
+                    f["explain_png"] = base64.b64encode(png).decode("ascii")
         return {
+            "explain_error": explain_error,
             "model_id": predictor.model_id,
             "faces": faces,
             "score": faces[0]["score"] if faces else None,

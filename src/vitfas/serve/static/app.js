@@ -101,7 +101,8 @@ async function send(blob, name) {
   $("latency").textContent = body.latency_ms.toFixed(0);
   if (bitmap) drawResult(bitmap, body);
   showFaces(body);
-  $("status").textContent = `${name}: ${body.faces.length} face(s), model ${body.model_id}`;
+  $("status").textContent = `${name}: ${body.faces.length} face(s), model ${body.model_id}` +
+    (body.explain_error ? ` (no attention overlay: ${body.explain_error})` : "");
   document.body.dataset.done = String(Number(document.body.dataset.done || 0) + 1);
 }
 
