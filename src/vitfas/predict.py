@@ -101,15 +101,7 @@ def make_crop_recipe(pre: dict[str, Any], img_size: tuple[int, int]) -> Any:
             "bundle preprocessing has no 'detector'; expected the face detector the model "
             "was trained with (e.g. 'dlib', 'haar', or 'none' for whole-image crops)"
         )
-    kw: dict[str, Any] = {
-        "detector": pre["detector"],
-        "scale": float(pre.get("crop_scale", 1.0)),
-        "size": int(img_size[0]),
-        "colour_order": pre.get("colour_order", "RGB"),
-    }
-    if "pad" in pre:
-        kw["pad"] = pre["pad"]
-    return CropRecipe(**kw)
+    return CropRecipe.from_preprocessing({**pre, "img_size": [int(img_size[0])] * 2})
 
 
 class Predictor:

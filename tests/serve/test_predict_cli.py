@@ -264,3 +264,14 @@ def test_non_fas_bundle_reports_top_class(tmp_path, image_dir):
     assert r.decision == max(r.probs, key=r.probs.get)
     assert r.score == pytest.approx(max(r.probs.values()))
     assert sum(r.probs.values()) == pytest.approx(1.0)
+
+
+def test_crop_recipe_follows_bundle_preprocessing():
+    from serve_helpers import PRE
+
+    from vitfas.predict import make_crop_recipe
+
+    r = make_crop_recipe({**PRE, "detector": "haar", "crop_scale": 2.7, "crop_pad": "replicate",
+                          "colour_order": "BGR"}, (48, 48))
+    assert (r.detector, r.scale, r.size, r.pad, r.colour_order) == ("haar", 2.7, 48,
+                                                                    "replicate", "BGR")
