@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vitfas.predict_cli",
     "vitfas.export.onnx",
     "vitfas.serve.cli",
+    "vitfas.demo.cli",
 )
 
 log = logging.getLogger("vitfas")
