@@ -107,8 +107,8 @@ def assign_splits(
     free = [s for s in subjects if s not in pinned]
     order = np.random.default_rng(seed).permutation(len(free))
     n = len(free)
-    n_dev = int(round(fractions[1] * n))
-    n_test = int(round(fractions[2] * n))
+    n_dev = round(fractions[1] * n)
+    n_test = round(fractions[2] * n)
     if n >= 3:
         n_dev, n_test = max(1, n_dev), max(1, n_test)
     out = {s: pinned[s] for s in subjects if s in pinned}

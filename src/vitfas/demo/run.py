@@ -38,14 +38,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from vitfas.errors import BadConfigError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DemoModel", "run_demo", "format_summary"]
+__all__ = ["DemoModel", "format_summary", "run_demo"]
 
 #: Everything ``run_demo`` writes; a folder holding only these (or ``demo.json``) may be
 #: cleared and rewritten.
@@ -289,7 +288,7 @@ def run_demo(
     subjects: int = 100,
     captures: tuple[int, int, int] = (4, 2, 2),
     seed: int = 0,
-    model: DemoModel = DemoModel(),  # noqa: B008 - frozen dataclass
+    model: DemoModel = DemoModel(),
     threads: int = 1,
     batch_size: int = 32,
 ) -> dict[str, Any]:

@@ -36,10 +36,10 @@ __all__ = [
     "PrintParams",
     "ReplayParams",
     "capture",
-    "expected_moire_frequency",
+    "expected_moire_frequencies",
     "print_attack",
-    "replay_attack",
     "render_bona_fide",
+    "replay_attack",
     "to_float",
     "to_uint8",
 ]
@@ -141,14 +141,15 @@ def capture(
     z = 1.0 / p.zoom  # the output pixel (x, y) sees scene point z * (x - c) + c + shift
     m = np.array([[z, 0.0, c * (1 - z) + p.shift[0] * n],
                   [0.0, z, c * (1 - z) + p.shift[1] * n]])
-    warped = cv2.warpAffine(scene.astype(np.float32), m, (n, n), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+    warped = cv2.warpAffine(scene.astype(np.float32), m, (n, n),
+                            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                             borderMode=cv2.BORDER_REFLECT)
     # each sensor pixel integrates light over a centred square of side aperture * pitch;
     # no optical low-pass in front of it, as in most phone cameras (hence moire)
     if p.optics > 0:
         warped = cv2.GaussianBlur(warped, (0, 0), p.optics * k, borderType=cv2.BORDER_REFLECT)
     if k > 1:
-        a = max(1, int(round(p.aperture * k)))
+        a = max(1, round(p.aperture * k))
         box = cv2.blur(warped, (a, a), borderType=cv2.BORDER_REFLECT) if a > 1 else warped
         off = k // 2
         img = box[off::k, off::k][:size, :size]
@@ -280,14 +281,18 @@ class ReplayParams:
         )
 
 
-def expected_moire_frequency(pitch: float, angle: float) -> tuple[float, float]:
-    """Where the screen's pixel-column grid lands after sampling: the fundamental
-    ``(cos a, sin a) / pitch`` cycles/pixel folded into the Nyquist band ``[-0.5, 0.5]``
-    (``(fx, fy)``). The moire fringes of :func:`replay_attack` have this frequency."""
+def expected_moire_frequencies(pitch: float, angle: float) -> list[tuple[float, float]]:
+    """Where the screen's pixel grid lands after the camera samples it, in cycles/pixel
+    ``(fx, fy)``: the fundamentals of the pixel columns ``(cos a, sin a) / pitch`` and rows
+    ``(-sin a, cos a) / pitch``, folded into the Nyquist band ``[-0.5, 0.5]`` (aliasing).
+    The moire fringes of :func:`replay_attack` have these frequencies (and their negatives)."""
     t = math.radians(angle)
-    f = np.array([math.cos(t), math.sin(t)]) / pitch
-    folded = f - np.round(f)
-    return float(folded[0]), float(folded[1])
+    out = []
+    for f in (np.array([math.cos(t), math.sin(t)]), np.array([-math.sin(t), math.cos(t)])):
+        f = f / pitch
+        folded = f - np.round(f)
+        out.append((float(folded[0]), float(folded[1])))
+    return out
 
 
 def replay_attack(
@@ -305,7 +310,7 @@ def replay_attack(
     """
     p = params or ReplayParams.draw(rng)
     n = size * supersample
-    top, bottom, left, right = (int(round(b * n)) for b in p.bezel)
+    top, bottom, left, right = (round(b * n) for b in p.bezel)
     h, w = n - top - bottom, n - left - right
     # the picture, fitted into the screen area (aspect kept, centred, letterboxed)
     src = to_float(source)

@@ -1,0 +1,166 @@
+"""`vitfas demo` end to end at a reduced size: every output file exists and holds what it
+should (metrics in range, PNG sizes, prediction lines), and the CLI's usage errors."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from vitfas.cli import main
+from vitfas.predict import expand_inputs
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+             ) -> tuple[Path, dict, list[Path]]:
+    """One quick demo: 6 LFW subjects, 32 px, 2 epochs, predicting the face fixtures when
+    they are available."""
+    out = tmp_path_factory.mktemp("demo") / "run"
+    try:
+        faces = request.getfixturevalue("face_fixtures")
+        extra = ["--predict", str(faces)]
+        files = expand_inputs([faces])
+    except pytest.skip.Exception:
+        extra, files = [], []
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = main(["-q", "demo", "-o", str(out), "--epochs", "2", "--subjects", "6", "--size",
+                   str(SIZE), "--json", *extra])
+    assert rc == 0
+    summary = json.loads(buf.getvalue())
+    return out, summary, files
+
+
+def _in01(x: float | None) -> bool:
+    return x is not None and 0.0 <= x <= 1.0
+
+
+def test_summary_and_data(demo_run: tuple[Path, dict, list[Path]]) -> None:
+    out, s, _ = demo_run
+    assert "SIMULATED" in s["note"]
+    assert json.loads((out / "demo.json").read_text())["metrics"] == s["metrics"]
+    assert "SIMULATED" in (out / "summary.md").read_text()
+    d = s["data"]
+    assert d["images"] == 8 * 8  # (6 LFW + astronaut + coffee) x (4 live + 2 print + 2 replay)
+    assert (out / "data" / "manifest.csv").is_file()
+    assert sum(d["subjects"].values()) == 8
+    for stage in ("data", "train", "eval", "explain", "predict"):
+        t = s["timing"][stage]
+        assert t["wall_s"] >= 0 and t["cpu_s"] >= 0
+
+
+def test_bundle(demo_run: tuple[Path, dict, list[Path]]) -> None:
+    _out, s, _ = demo_run
+    cfg = json.loads((Path(s["train"]["bundle"]) / "config.json").read_text())
+    assert cfg["class_names"] == ["spoof", "live"] and cfg["live_index"] == 1
+    assert cfg["threshold"]["split"] == "dev" and _in01(cfg["threshold"]["value"])
+    assert cfg["adapters"]["bottleneck"] == 16
+    pre = cfg["preprocessing"]
+    assert pre["img_size"] == [SIZE, SIZE] and pre["detector"] == "dlib"
+    arch = cfg["architecture"]["config"]
+    assert arch["patch_size"] == 8 and arch["embed_dim"] == 96 and arch["depth"] == 4
+    assert (Path(s["train"]["bundle"]) / "model.safetensors").is_file()
+    assert s["train"]["steps"] > 0
+
+
+def test_metrics_report(demo_run: tuple[Path, dict, list[Path]]) -> None:
+    out, s, _ = demo_run
+    m = json.loads((out / "report" / "metrics.json").read_text())
+    assert "SIMULATED" in m["meta"]["data_note"]
+    frame = m["frame"]
+    assert frame["threshold"]["split"] == "dev" and _in01(frame["threshold"]["value"])
+    assert set(frame["splits"]) == {"dev", "test"}
+    for name, sp in frame["splits"].items():
+        at = sp["at_threshold"]
+        assert set(at["apcer"]) == {"print", "replay"}, name
+        for k in ("apcer_max", "bpcer", "acer", "hter"):
+            assert _in01(at[k]), (name, k, at[k])
+        assert all(_in01(v) for v in at["apcer"].values())
+        assert _in01(sp["eer"]) and _in01(sp["auc"])
+        assert at["acer"] == pytest.approx((at["apcer_max"] + at["bpcer"]) / 2)
+        c = sp["counts"]  # 4 live, 2 print, 2 replay per subject
+        assert c["bona_fide"] == c["attack"] > 0 and c["fta_bona_fide"] == c["fta_attack"] == 0
+        assert c["per_attack_type"]["print"]["n"] == c["per_attack_type"]["replay"]["n"]
+    assert s["metrics"]["test"]["acer"] == frame["splits"]["test"]["at_threshold"]["acer"]
+    md = (out / "report" / "report.md").read_text()
+    assert "SIMULATED" in md.split("\n## ")[0]  # stated before the figures
+    pngs = sorted((out / "report").glob("*.png"))
+    names = {p.name for p in pngs}
+    assert {"frame_roc.png", "frame_det.png", "frame_hist_test.png",
+            "frame_confusion_test.png"} <= names
+    for p in pngs:
+        assert Image.open(p).size == (600, 450), p
+
+
+def test_explain_outputs(demo_run: tuple[Path, dict, list[Path]]) -> None:
+    out, s, _ = demo_run
+    overlays = [Path(f) for f in s["explain"]["overlays"]]
+    assert len(overlays) == 6  # 2 test subjects x live/print/replay
+    for f in overlays:
+        assert f.parent == out / "explain" and f.name.endswith(".rollout.png")
+        im = Image.open(f)
+        assert im.size == (4 * SIZE, 4 * SIZE) and im.mode == "RGB"
+    grid = Image.open(s["explain"]["grid"])
+    assert grid.size[0] > grid.size[1] > 200
+
+
+def test_predictions(demo_run: tuple[Path, dict, list[Path]]) -> None:
+    out, s, files = demo_run
+    lines = (out / "predictions" / "heldout.jsonl").read_text().splitlines()
+    assert len(lines) == 6
+    for line in lines:
+        r = json.loads(line)
+        assert r["status"] == "ok" and len(r["faces"]) == 1
+        assert _in01(r["score"]) and r["decision"] in ("live", "spoof")
+        assert r["truth"]["attack_type"] in ("none", "print", "replay")
+        box = r["faces"][0]["box"]
+        assert box == [0.0, 0.0, float(SIZE), float(SIZE)]  # a demo image is one face crop
+    held = s["heldout"]
+    assert held["n"] == 6 and 0 <= held["correct"] <= 6
+    if not files:
+        pytest.skip("face fixtures absent: --predict not exercised")
+    recs = [json.loads(x) for x in (out / "predictions" / "predict.jsonl").read_text()
+            .splitlines()]
+    assert [Path(r["path"]).name for r in recs] == [f.name for f in files]
+    ok = [r for r in recs if r["status"] == "ok"]
+    assert len(ok) >= len(recs) - 1  # dlib finds the faces in the real photos
+    for r in ok:
+        assert _in01(r["score"]) and r["decision"] in ("live", "spoof")
+    two = next(r for r in recs if "two_faces" in r["path"])
+    assert len(two["faces"]) == 2
+    assert s["predict"]["n"] == len(files)
+
+
+def test_rerun_same_folder_and_refusals(tmp_path: Path, capsys: pytest.CaptureFixture
+                                        ) -> None:
+    # a non-empty folder that is not an earlier demo is left alone
+    (tmp_path / "mine.txt").write_text("keep me")
+    assert main(["-q", "demo", "-o", str(tmp_path), "--subjects", "3"]) == 1
+    assert "not empty" in capsys.readouterr().err
+    assert (tmp_path / "mine.txt").read_text() == "keep me"
+    # usage errors come before any work
+    assert main(["demo", "-o", str(tmp_path / "x"), "--predict", str(tmp_path / "nope")]) == 2
+    assert main(["demo", "-o", str(tmp_path / "x"), "--subjects", "1"]) == 2
+    assert main(["demo", "-o", str(tmp_path / "x"), "--size", "36"]) == 2
+    assert not (tmp_path / "x").exists()
+
+
+def test_demo_folder_is_replaced_on_rerun(tmp_path: Path, capsys: pytest.CaptureFixture
+                                          ) -> None:
+    from vitfas.demo.run import MARKER, _prepare_out
+
+    out = tmp_path / "demo"
+    _prepare_out(out)
+    (out / "train").mkdir()
+    (out / "train" / "last.pt").write_bytes(b"old run")
+    (out / "notes.txt").write_text("the user's")
+    _prepare_out(out)  # an earlier demo (marker present): its outputs go, the rest stays
+    assert not (out / "train").exists()
+    assert (out / "notes.txt").is_file() and (out / MARKER).is_file()
