@@ -93,7 +93,7 @@ class TrainerConfig:
         checkpoint_every: also save ``last.pt`` every this many steps (0 = epoch ends only).
         eval_every: evaluate every this many epochs (and always after the last).
         best_metric: evaluation metric that selects ``best.pt`` (e.g. ``eer``, ``acc``,
-            ``loss``); empty = the last epoch is the best.
+            ``loss``; on a tie the later epoch wins); empty = the last epoch is the best.
         best_mode: ``min`` or ``max`` for ``best_metric``.
         device: ``auto`` (CUDA if available), ``cpu``, ``cuda`` or ``cuda:N``.
         seed: seeds model init (by the caller), data order and augmentation.
@@ -323,6 +323,12 @@ class SeededDataset(Dataset):
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, tuple):
             index, seed = key
+            if torch.utils.data.get_worker_info() is not None:
+                # a worker process: nothing else uses its RNGs, no need to restore them
+                torch.manual_seed(seed)
+                random.seed(seed)
+                np.random.seed(seed % (2**32))
+                return self.dataset[index]
             with _forked_rng(seed):
                 return self.dataset[index]
         return self.dataset[key]
@@ -542,14 +548,14 @@ class Engine:
         )
 
     # ------------------------------------------------------------------ checkpoints
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue bit-for-bit."""
+    def state_dict(self, full: bool = True) -> dict[str, Any]:
+        """Everything needed to continue bit-for-bit (``full=False``: the weights, EMA
+        weights and counters only, as in ``best.pt``)."""
         sd: dict[str, Any] = {
             "format": CHECKPOINT_FORMAT,
             "version": 1,
+            "full": full,
             "model": unwrap(self.model).state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "ema": self.ema.module.state_dict() if self.ema is not None else None,
             "step": self.step,
             "epoch": self.epoch,
@@ -561,18 +567,24 @@ class Engine:
             "config": self.run_config,
             "trainer": to_dict(self.cfg),
         }
-        if hasattr(self.task, "state_dict"):
-            sd["task"] = self.task.state_dict()
+        if full:
+            sd["optimizer"] = self.optimizer.state_dict()
+            sd["scaler"] = self.scaler.state_dict() if self.scaler is not None else None
+            if hasattr(self.task, "state_dict"):
+                sd["task"] = self.task.state_dict()
+        else:
+            del sd["rng"]
         return sd
 
-    def save_checkpoint(self, name: str) -> Path | None:
-        """Write ``run_dir/name`` atomically (main rank only)."""
+    def save_checkpoint(self, name: str, full: bool = True) -> Path | None:
+        """Write ``run_dir/name`` atomically (main rank only); ``full=False`` leaves out the
+        optimiser, scaler and RNG state (not resumable)."""
         if not self.is_main:
             return None
         self.run_dir.mkdir(parents=True, exist_ok=True)
         path = self.run_dir / name
         tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(self.state_dict(), tmp)
+        torch.save(self.state_dict(full), tmp)
         tmp.replace(path)
         return path
 
@@ -587,6 +599,10 @@ class Engine:
             raise BadCheckpointError(f"cannot read training checkpoint {p}: {exc}") from exc
         if not isinstance(sd, dict) or sd.get("format") != CHECKPOINT_FORMAT:
             raise BadCheckpointError(f"{p} is not a vitfas training checkpoint")
+        if not sd.get("full", True):
+            raise BadCheckpointError(
+                f"{p} holds weights only (like best.pt) and cannot be resumed from; use last.pt"
+            )
         if self.run_config is not None and sd.get("config") is not None:
             old, new = _flatten(sd["config"]), _flatten(self.run_config)
             changed = sorted(k for k in set(old) | set(new)
@@ -626,9 +642,13 @@ class Engine:
         return {k: float(v) for k, v in metrics.items()}
 
     def _is_better(self, value: float) -> bool:
+        """Better or equal: on a tie the later (longer-trained) epoch wins, which matters
+        when a metric saturates (a dev EER of 0 for several epochs)."""
         if self.best_value is None:
             return True
-        return value < self.best_value if self.cfg.best_mode == "min" else value > self.best_value
+        if self.cfg.best_mode == "min":
+            return value <= self.best_value
+        return value >= self.best_value
 
     # ------------------------------------------------------------------ the loop
     def _guard(self, loss: torch.Tensor, grad_norm: torch.Tensor | None, epoch: int) -> None:
@@ -752,10 +772,10 @@ class Engine:
             value = metrics[cfg.best_metric]
             if self._is_better(value):
                 self.best_value, self.best_epoch = value, epoch + 1
-                self.save_checkpoint("best.pt")
+                self.save_checkpoint("best.pt", full=False)
         else:
             self.best_epoch = epoch + 1
-            self.save_checkpoint("best.pt")
+            self.save_checkpoint("best.pt", full=False)
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
