@@ -8,12 +8,12 @@ from vitfas.errors import (
     NoFaceError,
     VitfasError,
 )
-from vitfas.models import ViTConfig, VisionTransformer, create_model, list_models
+from vitfas.models import VisionTransformer, ViTConfig, create_model, list_models
 
 __version__ = "0.1.0"
 
 
-def load_model(path, **kwargs):  # noqa: ANN001, ANN201 - thin re-export, documented there
+def load_model(path, **kwargs):
     """Build a model from a checkpoint that names its own architecture.
 
     See :func:`vitfas.weights.load_model`.

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,8 @@ class Bundle:
     @property
     def model_id(self) -> str:
         """A short identifier: architecture name + the weights' hash prefix."""
-        arch = self.config.get("architecture", {}).get("name", "model")
+        a = self.config.get("architecture", {})
+        arch = a.get("name") or a.get("class") or "model"
         return f"{arch}@{self.config.get('weights_sha256', '')[:12]}"
 
 
@@ -193,7 +194,7 @@ def build_from_architecture(arch: dict[str, Any]) -> nn.Module:
         raise BadCheckpointError(
             f"architecture config has unknown keys {unknown} for {config_cls.__name__}"
         )
-    config = config_cls(**cfg) if not hasattr(config_cls, "from_dict") else config_cls.from_dict(cfg)
+    config = config_cls.from_dict(cfg) if hasattr(config_cls, "from_dict") else config_cls(**cfg)
     model = entry.builder(config)
     model.registry_name = name
     return model

@@ -9,7 +9,7 @@ from vitfas.models.registry import (
     model_config,
     register_model,
 )
-from vitfas.models.vit import PatchEmbed, ViTConfig, VisionTransformer, vit_config
+from vitfas.models.vit import PatchEmbed, VisionTransformer, ViTConfig, vit_config
 
 __all__ = [
     "Attention",

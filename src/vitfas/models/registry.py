@@ -27,7 +27,8 @@ class ModelEntry:
     name: str
     config: Any
     builder: Callable[[Any], nn.Module]
-    hub_id: str | None = None  # public checkpoint, e.g. "timm/vit_base_patch16_224.augreg2_in21k_ft_in1k"
+    # public checkpoint, e.g. "timm/vit_base_patch16_224.augreg2_in21k_ft_in1k"
+    hub_id: str | None = None
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
