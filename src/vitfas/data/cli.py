@@ -1,0 +1,156 @@
+"""``vitfas data {index, protocol, prepare}``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from vitfas.data.layouts import ALIASES, LAYOUTS, index_dataset
+from vitfas.data.manifest import read_manifest, rebase_rows, relative_to_manifest, summarize
+from vitfas.data.manifest import write_manifest as _write
+from vitfas.faces import CropRecipe, list_detectors
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``data`` verb with its three sub-commands."""
+    p = subparsers.add_parser("data", help="index datasets, build protocols, crop faces",
+                              description="Dataset indexing, protocols and face cropping.")
+    sub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+    ix = sub.add_parser("index", help="write a manifest for a dataset folder",
+                        description="Walk a dataset folder and write a manifest CSV.",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        epilog="layouts:\n  " + "\n  ".join(
+                            f"{k}: {(v.__doc__ or '').strip().splitlines()[0]}"
+                            for k, v in LAYOUTS.items()))
+    ix.add_argument("root", type=Path, help="dataset root folder")
+    ix.add_argument("--layout", "-l", required=True, choices=[*LAYOUTS, *ALIASES],
+                    metavar="LAYOUT", help=f"one of {', '.join(LAYOUTS)}")
+    ix.add_argument("-o", "--output", type=Path, required=True, help="manifest CSV to write")
+    ix.add_argument("--dataset", help="dataset name (folder/imagefolder; default: root name)")
+    ix.add_argument("--protocol", type=int, help="OULU-NPU protocol 1-4")
+    ix.add_argument("--fold", type=int, help="OULU-NPU protocol 3/4 fold 1-6")
+    ix.add_argument("--check", choices=["none", "quick", "full"], default="quick",
+                    help="file check: quick (non-empty, header opens; default), full (decode)")
+    ix.add_argument("--json", action="store_true", help="machine-readable summary")
+    ix.set_defaults(func=run_index)
+
+    pr = sub.add_parser("protocol", help="build an evaluation protocol manifest")
+    psub = pr.add_subparsers(dest="protocol_name", metavar="PROTOCOL")
+    pr.set_defaults(func=lambda a: (pr.print_help(), 2)[1])
+    oc = psub.add_parser("ocim", help="OCIM leave-one-out cross-domain protocol",
+                         description="Train on three of OULU-NPU (O), CASIA-FASD (C), "
+                         "Replay-Attack (I), MSU-MFSD (M); test on the fourth.")
+    oc.add_argument("manifests", nargs="+", type=Path,
+                    help="indexed (or prepared) manifests holding the four datasets")
+    oc.add_argument("--target", required=True, choices=list("OCIM"), help="held-out dataset")
+    oc.add_argument("--sources", help="source letters (default: the other three), e.g. OC")
+    oc.add_argument("--celeba", action="store_true", help="add CelebA-Spoof as a source")
+    oc.add_argument("--k-shot", type=int, default=0,
+                    help="target videos per class moved into training")
+    oc.add_argument("--seed", type=int, default=0, help="k-shot draw seed")
+    oc.add_argument("--no-dev", action="store_true",
+                    help="drop the sources' dev parts instead of using them as split dev")
+    oc.add_argument("-o", "--output", type=Path, required=True)
+    oc.add_argument("--json", action="store_true")
+    oc.set_defaults(func=run_ocim)
+
+    pp = sub.add_parser("prepare", help="sample frames, detect and crop faces",
+                        description="Sample frames from videos, detect and crop faces, write "
+                        "crops and a new manifest. Resumable: rerun the same command.")
+    pp.add_argument("manifest", type=Path)
+    pp.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    pp.add_argument("--frames", type=int, default=10, help="frames per video (default 10)")
+    pp.add_argument("--all-frames", action="store_true", help="every frame of each video")
+    pp.add_argument("--detector", default="default",
+                    help=f"face detector: default, {', '.join(list_detectors())}")
+    pp.add_argument("--scale", type=float, default=1.0,
+                    help="crop side / face box side (1.0 OCIM, 1.3 CDCN, 2.7 Silent-Face)")
+    pp.add_argument("--size", type=int, default=224, help="crop side in pixels")
+    pp.add_argument("--pad", choices=["constant", "replicate"], default="constant")
+    pp.add_argument("--format", choices=["png", "jpg"], default="png")
+    pp.add_argument("--workers", type=int, default=1, help="parallel processes")
+    pp.add_argument("--overwrite", action="store_true",
+                    help="redo a folder prepared with other settings")
+    pp.add_argument("--json", action="store_true")
+    pp.set_defaults(func=run_prepare)
+
+
+def _print_counts(rows: list[dict[str, str]]) -> None:
+    for ds, splits in summarize(rows).items():
+        for split, labels in splits.items():
+            counts = ", ".join(f"{k} {v}" for k, v in sorted(labels.items()))
+            print(f"  {ds:14s} {split:6s} {counts}")
+
+
+def run_index(args: argparse.Namespace) -> int:
+    opts: dict[str, Any] = {}
+    if args.dataset:
+        opts["dataset"] = args.dataset
+    if args.protocol is not None or args.fold is not None:
+        opts.update(protocol=args.protocol, fold=args.fold)
+    rows = index_dataset(args.layout, args.root, check=args.check,
+                         progress=not getattr(args, "quiet", False), **opts)
+    out = args.output
+    for r in rows:
+        r["path"] = relative_to_manifest(r["path"], out)
+    _write(out, rows)
+    if args.json:
+        print(json.dumps({"manifest": str(out), "rows": len(rows), "counts": summarize(rows)}))
+    else:
+        print(f"wrote {out}: {len(rows)} rows")
+        _print_counts(rows)
+    return 0
+
+
+def run_ocim(args: argparse.Namespace) -> int:
+    from vitfas.data.protocols import ocim
+
+    rows: list[dict[str, str]] = []
+    for m in args.manifests:
+        rows.extend(rebase_rows(read_manifest(m), m, args.output))
+    out = ocim(rows, args.target, sources=list(args.sources) if args.sources else None,
+               celeba=args.celeba, k_shot=args.k_shot, seed=args.seed,
+               source_dev=not args.no_dev)
+    _write(args.output, out)
+    if args.json:
+        print(json.dumps({"manifest": str(args.output), "rows": len(out),
+                          "counts": summarize(out)}))
+    else:
+        print(f"wrote {args.output}: OCIM target {args.target}, {len(out)} rows")
+        _print_counts(out)
+    return 0
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    from vitfas.data.prepare import prepare
+
+    recipe = CropRecipe(detector=args.detector, scale=args.scale, size=args.size,
+                        pad=args.pad)
+    s = prepare(args.manifest, args.output, recipe=recipe,
+                frames=None if args.all_frames else args.frames, image_format=args.format,
+                workers=args.workers, overwrite=args.overwrite,
+                progress=not getattr(args, "quiet", False))
+    if args.json:
+        print(json.dumps({k: v for k, v in s.items() if k != "failures"}
+                         | {"failures": s["failures"][:1000]}))
+    else:
+        t = s["total"]
+        print(f"wrote {s['manifest']}: {t['crops']} crops from {t['inputs']} inputs "
+              f"({s['processed']} processed now, {s['reused']} from an earlier run)")
+        print(f"  {'dataset':14s} {'inputs':>7s} {'crops':>7s} {'FTA frames':>10s} "
+              f"{'FTA inputs':>10s} {'unreadable':>10s}")
+        for d, c in s["datasets"].items():
+            print(f"  {d:14s} {c['inputs']:7d} {c['crops']:7d} {c['no_face_frames']:10d} "
+                  f"{c['no_face_inputs']:10d} {c['unreadable']:10d}")
+        bad = [f for f in s["failures"] if f["reason"] == "unreadable"]
+        if bad:
+            print(f"skipped {len(bad)} unreadable file(s):")
+            for f in bad[:20]:
+                print(f"  {f['detail']}")
+            if len(bad) > 20:
+                print(f"  ... see {s['failures_csv']}")
+    return 0

@@ -1,0 +1,103 @@
+"""Face detectors on real photos: one face per single-face fixture, two faces largest first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vitfas.data.io import load_image
+from vitfas.errors import BadConfigError, BadImageError
+from vitfas.faces import DEFAULT_DETECTOR, Detector, Face, get_detector, list_detectors
+
+SINGLE = [
+    "live_exif6.jpg",
+    "print_a4_exif6.jpg",
+    "replay_tablet_exif6.jpg",
+    "live_2.jpg",
+    "print_id_photo.jpg",
+    "live_large_1617x2160.jpg",
+]
+
+
+@pytest.fixture(scope="module")
+def dlib_det() -> Detector:
+    return get_detector("dlib")
+
+
+@pytest.mark.parametrize("name", SINGLE)
+def test_default_finds_exactly_one_face(face_fixtures: Path, name: str) -> None:
+    rgb = load_image(face_fixtures / name)
+    faces = get_detector().detect(rgb)
+    assert len(faces) == 1, faces
+    f = faces[0]
+    h, w = rgb.shape[:2]
+    # a face in these portraits is large: between 15% and 60% of the image width
+    assert 0.15 * w < f.width < 0.6 * w
+    assert 0 <= f.box[0] < f.box[2] <= w + 1 and 0 <= f.box[1] < f.box[3] <= h + 1
+
+
+@pytest.mark.parametrize("backend", ["haar", "lbp"])
+def test_other_backends_find_the_face(face_fixtures: Path, backend: str) -> None:
+    rgb = load_image(face_fixtures / "live_2.jpg")
+    ref = get_detector("dlib").detect(rgb)[0]
+    faces = get_detector(backend).detect(rgb)
+    assert faces, backend
+    cx = [(f.box[0] + f.box[2]) / 2 for f in faces]
+    cy = [(f.box[1] + f.box[3]) / 2 for f in faces]
+    rcx, rcy = (ref.box[0] + ref.box[2]) / 2, (ref.box[1] + ref.box[3]) / 2
+    # one of the detections is centred on the same face (within a third of its width)
+    assert min(np.hypot(np.array(cx) - rcx, np.array(cy) - rcy)) < ref.width / 3
+
+
+def test_two_faces_largest_first(face_fixtures: Path, dlib_det: Detector) -> None:
+    rgb = load_image(face_fixtures / "two_faces_live_and_replay.png")
+    faces = dlib_det.detect(rgb)
+    assert len(faces) == 2
+    assert faces[0].area > faces[1].area
+    w = rgb.shape[1]
+    # the larger (live) face is on the right, the phone replay on the left
+    assert (faces[0].box[0] + faces[0].box[2]) / 2 > w / 2
+    assert (faces[1].box[0] + faces[1].box[2]) / 2 < w / 2
+
+
+def test_downscaling_maps_boxes_back(face_fixtures: Path) -> None:
+    rgb = load_image(face_fixtures / "live_large_1617x2160.jpg")
+    small = get_detector("haar", max_side=640).detect(rgb)[0]
+    big = get_detector("haar", max_side=1200).detect(rgb)[0]
+    # same face in full-resolution coordinates, sizes agree within 15%
+    assert abs(small.width - big.width) < 0.15 * big.width
+    assert abs(small.box[0] - big.box[0]) < 0.15 * big.width
+
+
+def test_no_face_is_empty_list(dlib_det: Detector) -> None:
+    assert dlib_det.detect(np.full((200, 200, 3), 127, np.uint8)) == []
+    assert get_detector("haar").detect(np.zeros((120, 160, 3), np.uint8)) == []
+
+
+def test_none_detector_is_whole_image() -> None:
+    faces = get_detector("none").detect(np.zeros((30, 50, 3), np.uint8))
+    assert faces == [Face(box=(0.0, 0.0, 50.0, 30.0), score=1.0)]
+
+
+def test_sorting_largest_first() -> None:
+    class Fake(Detector):
+        def _detect(self, rgb: np.ndarray) -> list[Face]:
+            return [Face((0, 0, 5, 5)), Face((0, 0, 20, 10)), Face((0, 0, 8, 8))]
+
+    areas = [f.area for f in Fake().detect(np.zeros((40, 40, 3), np.uint8))]
+    assert areas == [200, 64, 25]
+
+
+def test_names_and_errors() -> None:
+    assert set(list_detectors()) == {"dlib", "haar", "lbp", "none"}
+    assert DEFAULT_DETECTOR in list_detectors()
+    with pytest.raises(BadConfigError, match="unknown face detector 'mtcnn'"):
+        get_detector("mtcnn")
+    with pytest.raises(BadConfigError, match="bad option"):
+        get_detector("haar", nonsense=1)
+    with pytest.raises(BadImageError, match=r"\[H, W, 3\]"):
+        get_detector("none").detect(np.zeros((4, 4), np.uint8))
+    with pytest.raises(BadImageError, match="uint8"):
+        get_detector("haar").detect(np.zeros((4, 4, 3), np.float32))
