@@ -18,6 +18,7 @@ from vitfas.errors import VitfasError
 # Modules that add a verb. Each new part of vitfas appends its own line here.
 COMMAND_MODULES: tuple[str, ...] = (
     "vitfas.models.info",
+    "vitfas.train.cli",
     "vitfas.metrics.evaluation",
     "vitfas.data.cli",
 )

@@ -345,18 +345,25 @@ def _fsdp_no_sync(model: nn.Module) -> Iterator[None]:
 
 
 # --------------------------------------------------------------------------- state dicts
-def full_state_dicts(model: nn.Module, optimizer: torch.optim.Optimizer,
-                     inner: nn.Module) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Unsharded ``(model, optimizer)`` state dicts on CPU, the same for any world size.
+def full_state_dicts(model: nn.Module, optimizer: torch.optim.Optimizer | None,
+                     inner: nn.Module) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Unsharded ``(model, optimizer)`` state dicts, the same for any world size (the
+    optimiser's is ``None`` when ``optimizer`` is).
 
-    Collective under FSDP (every rank must call it; only rank 0 gets the full tensors);
-    plain ``state_dict()`` calls otherwise.
+    Collective under FSDP (every rank must call it; only rank 0 gets the full tensors, on
+    CPU); plain ``state_dict()`` calls otherwise.
     """
     if not is_fsdp(model):
-        return inner.state_dict(), optimizer.state_dict()
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+        return inner.state_dict(), optimizer.state_dict() if optimizer is not None else None
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_state_dict,
+    )
 
     opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    if optimizer is None:
+        return get_model_state_dict(model, options=opts), None
     msd, osd = get_state_dict(model, optimizer, options=opts)
     return msd, osd
 

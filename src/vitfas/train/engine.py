@@ -529,6 +529,10 @@ class Engine:
             raise BadConfigError("trainer.ema_decay > 0 is not supported with "
                                  "trainer.strategy=fsdp (the EMA would need the full weights "
                                  "on every GPU); set trainer.ema_decay=0 or use ddp")
+        # FSDP shards in place: keep an empty (meta) copy to rebuild full weights on rank 0
+        self._template = copy.deepcopy(model).to("meta") \
+            if self.distributed and cfg.strategy == "fsdp" else None
+        self.full_model: nn.Module | None = None
         self.model = model.to(self.device)
         self.train_set, self.eval_set = train_set, eval_set
         self.collate_fn = collate_fn
@@ -568,7 +572,13 @@ class Engine:
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     def eval_model(self) -> nn.Module:
-        """The weights used for evaluation: the EMA when enabled and ``ema_eval``."""
+        """The weights used for evaluation: the EMA when enabled and ``ema_eval``.
+
+        Under FSDP, after :meth:`fit`, rank 0 gets an unsharded copy (:attr:`full_model`)
+        that it can run alone (e.g. to score and write the bundle).
+        """
+        if self.full_model is not None:
+            return self.full_model
         if self.ema is not None and self.cfg.ema_eval:
             return self.ema.module
         return unwrap(self.model)
@@ -600,29 +610,27 @@ class Engine:
         )
 
     # ------------------------------------------------------------------ checkpoints
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue bit-for-bit.
+    def state_dict(self, full: bool = True) -> dict[str, Any]:
+        """Everything needed to continue bit-for-bit (``full=False``: the weights, EMA
+        weights and counters only, as in ``best.pt``).
 
         Collective under ``torch.distributed`` (every rank must call it): the RNG states of
         all ranks are gathered and, under FSDP, the full weights and optimiser state.
         """
-        msd, osd = dist_utils.full_state_dicts(self.model, self.optimizer, unwrap(self.model))
+        msd, osd = dist_utils.full_state_dicts(self.model, self.optimizer if full else None,
+                                               unwrap(self.model))
         sd: dict[str, Any] = {
             "format": CHECKPOINT_FORMAT,
             "version": 1,
+            "full": full,
             "model": msd,
-            "optimizer": osd,
-            "optimizer_format": self._optim_format(),
-            "samples_in_epoch": self.batch_in_epoch * self.global_batch,
-            "global_batch": self.global_batch,
-            "world_size": self.world_size,
-            "rng_ranks": dist_utils.all_gather_objects(rng_state()) if self.distributed
-            else None,
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "ema": self.ema.module.state_dict() if self.ema is not None else None,
             "step": self.step,
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
+            "samples_in_epoch": self.batch_in_epoch * self.global_batch,
+            "global_batch": self.global_batch,
+            "world_size": self.world_size,
             "best_value": self.best_value,
             "best_epoch": self.best_epoch,
             "history": self.history,
@@ -630,16 +638,25 @@ class Engine:
             "config": self.run_config,
             "trainer": to_dict(self.cfg),
         }
-        if hasattr(self.task, "state_dict"):
-            sd["task"] = self.task.state_dict()
+        if full:
+            sd["optimizer"] = osd
+            sd["optimizer_format"] = self._optim_format()
+            sd["scaler"] = self.scaler.state_dict() if self.scaler is not None else None
+            sd["rng_ranks"] = dist_utils.all_gather_objects(rng_state()) \
+                if self.distributed else None
+            if hasattr(self.task, "state_dict"):
+                sd["task"] = self.task.state_dict()
+        else:
+            del sd["rng"]
         return sd
 
     def _optim_format(self) -> str:
         return "fqn" if dist_utils.is_fsdp(self.model) else "ids"
 
-    def save_checkpoint(self, name: str) -> Path | None:
-        """Write ``run_dir/name`` atomically (main rank only; every rank must call it)."""
-        sd = self.state_dict() if self.is_main or self.distributed else None
+    def save_checkpoint(self, name: str, full: bool = True) -> Path | None:
+        """Write ``run_dir/name`` atomically (main rank only; every rank must call it);
+        ``full=False`` leaves out the optimiser, scaler and RNG state (not resumable)."""
+        sd = self.state_dict(full) if self.is_main or self.distributed else None
         if not self.is_main or sd is None:
             return None
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -660,6 +677,10 @@ class Engine:
             raise BadCheckpointError(f"cannot read training checkpoint {p}: {exc}") from exc
         if not isinstance(sd, dict) or sd.get("format") != CHECKPOINT_FORMAT:
             raise BadCheckpointError(f"{p} is not a vitfas training checkpoint")
+        if not sd.get("full", True):
+            raise BadCheckpointError(
+                f"{p} holds weights only (like best.pt) and cannot be resumed from; use last.pt"
+            )
         if self.run_config is not None and sd.get("config") is not None:
             old, new = _flatten(sd["config"]), _flatten(self.run_config)
             changed = sorted(k for k in set(old) | set(new)
@@ -861,6 +882,11 @@ class Engine:
                     break
         finally:
             self.writer.close()
+        if self._template is not None:  # collective: full weights into a plain copy on rank 0
+            msd, _ = dist_utils.full_state_dicts(self.model, None, unwrap(self.model))
+            if self.is_main:
+                self.full_model = self._template.to_empty(device=self.device)
+                self.full_model.load_state_dict(msd)
         best = self.run_dir / "best.pt"
         return FitResult(
             step=self.step, epoch=self.epoch, finished=self.epoch >= cfg.epochs,
@@ -893,10 +919,10 @@ class Engine:
             value = metrics[cfg.best_metric]
             if self._is_better(value):
                 self.best_value, self.best_epoch = value, epoch + 1
-                self.save_checkpoint("best.pt")
+                self.save_checkpoint("best.pt", full=False)
         else:
             self.best_epoch = epoch + 1
-            self.save_checkpoint("best.pt")
+            self.save_checkpoint("best.pt", full=False)
 
 
 def _batch_len(batch: Any) -> int | None:
