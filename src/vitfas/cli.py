@@ -19,6 +19,7 @@ from vitfas.errors import VitfasError
 COMMAND_MODULES: tuple[str, ...] = (
     "vitfas.models.info",
     "vitfas.train.cli",
+    "vitfas.pretrain.mae",
     "vitfas.metrics.evaluation",
     "vitfas.data.cli",
 )

@@ -30,3 +30,5 @@ __all__ = [
     "sincos_2d",
     "vit_config",
 ]
+
+from vitfas.models import mae as mae  # registers mae_vit_* (MaskedAutoencoderViT)
