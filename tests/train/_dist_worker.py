@@ -1,8 +1,8 @@
 """Scenarios for the distributed tests, run on 2 CPU processes by ``torchrun`` (gloo).
 
-``python -m torch.distributed.run --nproc_per_node=2 ... _dist_worker.py WORKDIR`` runs every
-scenario in one launch (process start-up dominates on CPU); ``test_distributed.py`` imports
-the same helpers to compute the single-process references and compares.
+``python -m torch.distributed.run --nproc_per_node=2 _dist_worker.py WORKDIR core|cli`` runs
+every scenario of a group in one launch (process start-up dominates on CPU);
+``test_distributed.py`` imports the same helpers for the single-process references.
 """
 
 from __future__ import annotations
@@ -159,8 +159,65 @@ def run_eval_here(bundle: Path, manifest: Path, out: Path | None) -> dict[str, A
     return payload
 
 
+# --------------------------------------------------------------------------- CLI runs
+def make_cli_files(root: Path) -> None:
+    """Generated data for ``vitfas train`` (imagefolder) and ``vitfas pretrain-mae``."""
+    from vitfas.train.synthetic import write_imagefolder
+
+    write_imagefolder(root / "synth", n_train=32, n_dev=16, n_test=16, size=16, seed=0)
+
+
+def train_config(root: Path, out: Path, batch_size: int, **trainer: Any) -> Path:
+    """A tiny ``vitfas train`` config: 2 epochs of 32 images, global batch 8."""
+    import yaml
+
+    cfg = {
+        "out": str(out),
+        "model": {"name": "vit_tiny_patch16_224", "pretrained": None, "trainable": "full",
+                  "drop_path_rate": 0.0,
+                  "overrides": {"patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}},
+        "data": {"format": "imagefolder", "path": str(root / "synth"), "img_size": 16},
+        "optim": {"lr": 1.0e-3, "warmup_epochs": 1},
+        "trainer": {"epochs": 2, "batch_size": batch_size, "best_metric": "eer",
+                    "best_mode": "min", "log_every": 1, "device": "cpu", **trainer},
+    }
+    p = out.parent / f"{out.name}.yaml"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+def cli_json(argv: list[str]) -> dict[str, Any]:
+    """``vitfas -q ARGV --json`` in this process; its JSON (``{}`` off rank 0)."""
+    import contextlib
+    import io
+
+    from vitfas.cli import main as cli_main
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = cli_main(["-q", *argv, "--json"])
+    assert rc == 0, f"vitfas {argv} exited {rc}"
+    out = buf.getvalue().strip()
+    return json.loads(out) if out else {}
+
+
+def mae_args(root: Path, out: Path, *extra: str) -> list[str]:
+    cfg = out.parent / "mae.yaml"
+    cfg.parent.mkdir(parents=True, exist_ok=True)
+    cfg.write_text("trainer:\n  batch_size: 4\n  log_every: 1\n  device: cpu\n")
+    return ["pretrain-mae", str(cfg), "model.name=mae_vit_tiny_patch16", "model.img_size=16",
+            "model.overrides.patch_size=4", "model.overrides.embed_dim=32",
+            "model.overrides.depth=2", "model.overrides.num_heads=2",
+            "model.overrides.decoder_embed_dim=32", "model.overrides.decoder_depth=1",
+            "model.overrides.decoder_num_heads=2",
+            f"data.source={root / 'synth' / 'train'}", f"output={out}", "trainer.epochs=1",
+            "vis.every=2", "vis.num_images=2", *extra]
+
+
 # --------------------------------------------------------------------------- scenarios
-def main(work: Path) -> None:
+def main(work: Path, group: str) -> None:
+    """Run the scenarios of ``group``: ``core`` (engine, eval) or ``cli`` (train, MAE)."""
     import torch.distributed as dist
 
     from vitfas.train import distributed as D
@@ -218,14 +275,29 @@ def main(work: Path) -> None:
         bundle, manifest = work / "eval" / "bundle", work / "eval" / "manifest.csv"
         return run_eval_here(bundle, manifest, work / "eval" / "report_2")
 
-    scenario("ddp_step", ddp_step)
-    scenario("ddp_accum", ddp_accum)
-    scenario("ddp_resume", ddp_resume)
-    scenario("fsdp_step", fsdp_step)
-    scenario("distributed_map", dmap)
-    scenario("eval", evaluation)
-    (work / f"results_rank{rank}.json").write_text(json.dumps(results, default=str))
+    def train_cli(strategy: str) -> Any:
+        out = work / f"train_{strategy}" / "run"
+        cfg = train_config(work, out, 4, strategy=strategy)
+        return cli_json(["train", str(cfg)])
+
+    def mae_cli(strategy: str) -> Any:
+        out = work / f"mae_{strategy}" / "run"
+        return cli_json(mae_args(work, out, f"trainer.strategy={strategy}"))
+
+    if group == "core":
+        scenario("ddp_step", ddp_step)
+        scenario("ddp_accum", ddp_accum)
+        scenario("ddp_resume", ddp_resume)
+        scenario("fsdp_step", fsdp_step)
+        scenario("distributed_map", dmap)
+        scenario("eval", evaluation)
+    else:
+        scenario("train_ddp", lambda: train_cli("ddp"))
+        scenario("train_fsdp", lambda: train_cli("fsdp"))
+        scenario("mae_ddp", lambda: mae_cli("ddp"))
+        scenario("mae_fsdp", lambda: mae_cli("fsdp"))
+    (work / f"results_{group}_rank{rank}.json").write_text(json.dumps(results, default=str))
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), sys.argv[2])

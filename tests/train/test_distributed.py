@@ -43,25 +43,38 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def two_ranks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
-    """Run all 2-process scenarios once; returns the work folder and each rank's results."""
-    work = tmp_path_factory.mktemp("dist")
-    W.make_eval_files(work / "eval")
+def _launch(work: Path, group: str) -> list[dict]:
+    """Run a group of 2-process scenarios under torchrun; each rank's results."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
     env["PYTHONPATH"] = os.pathsep.join([str(SRC), str(HERE), env.get("PYTHONPATH", "")])
     env["OMP_NUM_THREADS"] = "1"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
            "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
-           str(HERE / "_dist_worker.py"), str(work)]
+           str(HERE / "_dist_worker.py"), str(work), group]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    results = [json.loads((work / f"results_rank{r}.json").read_text()) for r in (0, 1)]
+    results = [json.loads((work / f"results_{group}_rank{r}.json").read_text()) for r in (0, 1)]
     for res in results:
         for name, value in res.items():
             assert not (isinstance(value, dict) and "error" in value), f"{name}: {value}"
-    return work, results
+    return results
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
+    """The engine and eval scenarios, once per module: the work folder and the results."""
+    work = tmp_path_factory.mktemp("dist")
+    W.make_eval_files(work / "eval")
+    return work, _launch(work, "core")
+
+
+@pytest.fixture(scope="module")
+def two_ranks_cli(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
+    """``vitfas train`` and ``vitfas pretrain-mae`` (ddp and fsdp) on 2 processes."""
+    work = tmp_path_factory.mktemp("dist_cli")
+    W.make_cli_files(work)
+    return work, _launch(work, "cli")
 
 
 def _single(run_dir: Path, **trainer):
@@ -245,3 +258,47 @@ def _same(a, b, tol=1e-6) -> bool:
         return True
     assert a == b
     return True
+
+
+# --------------------------------------------------------------------------- the verbs
+@pytest.mark.slow
+def test_train_verb_on_two_processes_matches_one(two_ranks_cli, tmp_path):
+    """``vitfas train`` with DDP and FSDP (4 per process) = one process with 8 per batch."""
+    from safetensors.torch import load_file
+
+    work, res = two_ranks_cli
+    one = W.cli_json(["train", str(W.train_config(work, tmp_path / "run", 8))])
+    ref = load_file(tmp_path / "run" / "bundle" / "model.safetensors")
+    for strategy in ("ddp", "fsdp"):
+        r0, r1 = res[0][f"train_{strategy}"], res[1][f"train_{strategy}"]
+        assert "bundle" in r0 and "bundle" not in r1  # rank 0 alone scores and writes
+        assert r0["steps"] == one["steps"] == 8
+        run = work / f"train_{strategy}" / "run"
+        _assert_close(load_file(run / "bundle" / "model.safetensors"), ref, atol=1e-4)
+        assert r0["threshold"]["value"] == pytest.approx(one["threshold"]["value"], abs=1e-4)
+        for split in ("dev", "test"):
+            for k in ("acer", "eer", "auc"):
+                assert r0["metrics"][split][k] == pytest.approx(one["metrics"][split][k])
+        with open(run / "train_log.csv", newline="") as f:
+            assert [int(r["step"]) for r in csv.DictReader(f)] == list(range(1, 9))
+
+
+@pytest.mark.slow
+def test_pretrain_mae_on_two_processes(two_ranks_cli):
+    """MAE pre-training under DDP and FSDP: the same run (same per-rank masks), one export."""
+    from safetensors.torch import load_file
+
+    work, res = two_ranks_cli
+    runs = {s: work / f"mae_{s}" / "run" for s in ("ddp", "fsdp")}
+    for s, run in runs.items():
+        r0 = res[0][f"mae_{s}"]
+        assert r0["steps"] == 4  # 32 images / (4 per process x 2)
+        assert res[1][f"mae_{s}"]["vis"] is None and Path(r0["vis"]).is_file()
+        assert (run / "encoder").is_dir() and (run / "mae").is_dir()
+    with open(runs["ddp"] / "train_log.csv", newline="") as f:
+        ddp_loss = [float(r["loss"]) for r in csv.DictReader(f)]
+    with open(runs["fsdp"] / "train_log.csv", newline="") as f:
+        fsdp_loss = [float(r["loss"]) for r in csv.DictReader(f)]
+    assert len(ddp_loss) == 4 and fsdp_loss == pytest.approx(ddp_loss, abs=1e-5)
+    enc = [load_file(runs[s] / "encoder" / "model.safetensors") for s in ("ddp", "fsdp")]
+    _assert_close(enc[0], enc[1], atol=1e-5)
