@@ -159,6 +159,15 @@ def run_eval_here(bundle: Path, manifest: Path, out: Path | None) -> dict[str, A
     return payload
 
 
+def prepare_here(manifest: Path, out: Path) -> dict[str, Any]:
+    """``vitfas data prepare`` (detector none, 16 px) of the eval manifest; its summary."""
+    from vitfas.data.prepare import prepare
+    from vitfas.faces import CropRecipe
+
+    s = prepare(manifest, out, recipe=CropRecipe(detector="none", size=16), progress=False)
+    return {k: s[k] for k in ("total", "processed", "reused", "failures")}
+
+
 # --------------------------------------------------------------------------- CLI runs
 def make_cli_files(root: Path) -> None:
     """Generated data for ``vitfas train`` (imagefolder) and ``vitfas pretrain-mae``."""
@@ -284,6 +293,9 @@ def main(work: Path, group: str) -> None:
         out = work / f"mae_{strategy}" / "run"
         return cli_json(mae_args(work, out, f"trainer.strategy={strategy}"))
 
+    def prepare() -> Any:
+        return prepare_here(work / "eval" / "manifest.csv", work / "prepared_2")
+
     if group == "core":
         scenario("ddp_step", ddp_step)
         scenario("ddp_accum", ddp_accum)
@@ -291,6 +303,7 @@ def main(work: Path, group: str) -> None:
         scenario("fsdp_step", fsdp_step)
         scenario("distributed_map", dmap)
         scenario("eval", evaluation)
+        scenario("prepare", prepare)
     else:
         scenario("train_ddp", lambda: train_cli("ddp"))
         scenario("train_fsdp", lambda: train_cli("fsdp"))

@@ -246,6 +246,24 @@ def test_eval_two_ranks_equals_one(two_ranks, tmp_path):
     assert [r["path"] for r in rows] == [f"img{i}.png" for i in range(9)]
 
 
+def test_prepare_two_ranks_equals_one(two_ranks):
+    """``data prepare`` sharded over 2 ranks: the same manifest, crops and failures."""
+    work, res = two_ranks
+    one_dir, two = work / "prepared_1", work / "prepared_2"
+    one = W.prepare_here(work / "eval" / "manifest.csv", one_dir)
+    for rank in (0, 1):
+        assert res[rank]["prepare"] == json.loads(json.dumps(one))
+    assert one["total"]["inputs"] == 9 and one["total"]["unreadable"] == 1
+    for name in ("manifest.csv", "failures.csv"):
+        a = (two / name).read_text().replace(str(two), "OUT")
+        assert a == (one_dir / name).read_text().replace(str(one_dir), "OUT"), name
+    with open(two / "manifest.csv", newline="") as f:
+        crops = [r["path"] for r in csv.DictReader(f)]
+    assert len(crops) == len(set(crops)) == 8
+    for c in crops:
+        assert (two / c).read_bytes() == (one_dir / c).read_bytes()
+
+
 def _same(a, b, tol=1e-6) -> bool:
     if isinstance(a, dict):
         assert a.keys() == b.keys()
