@@ -211,6 +211,13 @@ def cli_json(argv: list[str]) -> dict[str, Any]:
     return json.loads(out) if out else {}
 
 
+def eval_args(work: Path, out: str) -> list[str]:
+    """``vitfas eval`` of the eval fixture (real ManifestDataset) into ``work/eval/out``."""
+    e = work / "eval"
+    return ["eval", str(e / "bundle"), str(e / "manifest.csv"), "-o", str(e / out),
+            "--batch-size", "2"]
+
+
 def mae_args(root: Path, out: Path, *extra: str) -> list[str]:
     cfg = out.parent / "mae.yaml"
     cfg.parent.mkdir(parents=True, exist_ok=True)
@@ -304,6 +311,7 @@ def main(work: Path, group: str) -> None:
         scenario("distributed_map", dmap)
         scenario("eval", evaluation)
         scenario("prepare", prepare)
+        scenario("eval_cli", lambda: cli_json(eval_args(work, "report_cli_2")))
     else:
         scenario("train_ddp", lambda: train_cli("ddp"))
         scenario("train_fsdp", lambda: train_cli("fsdp"))

@@ -246,6 +246,21 @@ def test_eval_two_ranks_equals_one(two_ranks, tmp_path):
     assert [r["path"] for r in rows] == [f"img{i}.png" for i in range(9)]
 
 
+def test_eval_verb_two_ranks_equals_one(two_ranks):
+    """``torchrun ... vitfas eval``: rank 0 prints the same JSON as one process."""
+    work, res = two_ranks
+    one = W.cli_json(W.eval_args(work, "report_cli_1"))
+    two = res[0]["eval_cli"]
+    assert res[1]["eval_cli"] == {}  # rank 1 prints nothing
+    files = two.pop("files")
+    assert files["scores"].endswith("report_cli_2/scores.csv")
+    one.pop("files")
+    assert two["meta"]["unreadable_rows"] == 1 and two["meta"]["rows_evaluated"] == 9
+    assert _same(json.loads(json.dumps(one)), two)
+    a = (work / "eval" / "report_cli_1" / "scores.csv").read_text()
+    assert a == (work / "eval" / "report_cli_2" / "scores.csv").read_text()
+
+
 def test_prepare_two_ranks_equals_one(two_ranks):
     """``data prepare`` sharded over 2 ranks: the same manifest, crops and failures."""
     work, res = two_ranks
@@ -311,7 +326,7 @@ def test_pretrain_mae_on_two_processes(two_ranks_cli):
     for s, run in runs.items():
         r0 = res[0][f"mae_{s}"]
         assert r0["steps"] == 4  # 32 images / (4 per process x 2)
-        assert res[1][f"mae_{s}"]["vis"] is None and Path(r0["vis"]).is_file()
+        assert res[1][f"mae_{s}"] == {} and Path(r0["vis"]).is_file()  # rank 0 reports
         assert (run / "encoder").is_dir() and (run / "mae").is_dir()
     with open(runs["ddp"] / "train_log.csv", newline="") as f:
         ddp_loss = [float(r["loss"]) for r in csv.DictReader(f)]

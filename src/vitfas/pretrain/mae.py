@@ -36,7 +36,7 @@ from torch.utils.data import Dataset
 from vitfas.errors import BadConfigError, BadDataError
 from vitfas.models.mae import MaskedAutoencoderViT
 from vitfas.train.config import load_config, save_config
-from vitfas.train.distributed import is_fsdp
+from vitfas.train.distributed import get_rank, is_fsdp
 from vitfas.train.engine import Engine, TrainerConfig, seed_everything, unwrap
 from vitfas.train.optim import OptimConfig
 
@@ -501,6 +501,8 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(PretrainMAEConfig, args.config, args.overrides)
     summary = pretrain_mae(cfg, resume=args.resume, quiet=getattr(args, "quiet", False))
+    if get_rank() != 0:  # under torchrun rank 0 alone reports
+        return 0
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

@@ -683,8 +683,11 @@ class Engine:
             )
         if self.run_config is not None and sd.get("config") is not None:
             old, new = _flatten(sd["config"]), _flatten(self.run_config)
+            same_batch = int(sd.get("global_batch") or 0) == self.global_batch
             changed = sorted(k for k in set(old) | set(new)
-                             if old.get(k) != new.get(k) and not k.endswith("max_steps"))
+                             if old.get(k) != new.get(k) and not k.endswith("max_steps")
+                             and not (same_batch and k.endswith(("trainer.batch_size",
+                                                                 "trainer.accum_steps"))))
             if changed:
                 log.warning("resuming with a changed configuration (%s); the run will not "
                             "match an uninterrupted one", ", ".join(changed))
