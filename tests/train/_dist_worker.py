@@ -58,15 +58,33 @@ class Task:
         return loss, {"acc": float((logits.detach().argmax(1) == y).float().mean())}
 
 
+class EvalTask(Task):
+    """Adds sharded evaluation: predictions (logits, labels, indices) and their metrics."""
+
+    @torch.no_grad()
+    def predict(self, model: torch.nn.Module, loader: Any) -> tuple[torch.Tensor, ...]:
+        out = [(model(x), y, torch.as_tensor(i)) for x, y, i in loader]
+        return tuple(torch.cat([o[k] for o in out]) for k in range(3))
+
+    def evaluate_predictions(self, preds: tuple[torch.Tensor, ...]) -> dict[str, float]:
+        logits, y, idx = preds
+        self.eval_indices = idx.tolist()
+        return {"loss": float(F.cross_entropy(logits, y)), "n": float(len(y)),
+                "order": float(sum(i * (k + 1) for k, i in enumerate(idx.tolist())))}
+
+    def evaluate(self, model: torch.nn.Module, loader: Any) -> dict[str, float]:
+        return self.evaluate_predictions(self.predict(model, loader))
+
+
 def make_engine(run_dir: Path, **trainer: Any) -> tuple[Engine, Task]:
     """A tiny ViT engine; ``trainer`` overrides :class:`TrainerConfig` fields."""
     seed_everything(0)
     model = VisionTransformer(TINY)
     cfg = TrainerConfig(**{"epochs": 1, "batch_size": 8, "device": "cpu", "seed": 0,
                            "log_every": 1, **trainer})
-    task = Task()
+    task = EvalTask()
     engine = Engine(model, task, cfg, OptimConfig(lr=1e-3, weight_decay=0.05), Indexed(),
-                    run_dir, quiet=True)
+                    run_dir, eval_set=Indexed(7), quiet=True)
     return engine, task
 
 
@@ -255,7 +273,8 @@ def main(work: Path, group: str) -> None:
         eng, task = make_engine(work / "ddp_step", batch_size=4, max_steps=1)
         res = eng.fit()
         return {"seen": task.seen, "step": res.step, "type": type(eng.model).__name__,
-                "writer": eng.writer.enabled}
+                "writer": eng.writer.enabled, "eval": eng.evaluate(),
+                "eval_indices": getattr(task, "eval_indices", None)}
 
     # the same global batch as 2 ranks x 2 micro-batches of 2
     def ddp_accum() -> Any:

@@ -177,6 +177,18 @@ def test_ddp_step_matches_single_process(two_ranks, tmp_path):
         assert len(list(csv.DictReader(f))) == 1  # rank 0 alone logs
 
 
+def test_ddp_sharded_evaluation_matches_single_process(two_ranks, tmp_path):
+    """7 eval samples over 2 ranks (4 + 3): gathered in order, metrics as in one process."""
+    _, res = two_ranks
+    eng, _, _ = _single(tmp_path / "ref", batch_size=8, max_steps=1)
+    ref = eng.evaluate()
+    for rank in (0, 1):
+        r = res[rank]["ddp_step"]
+        assert r["eval_indices"] == list(range(7))  # every rank saw all, in order
+        assert r["eval"]["n"] == 7 and r["eval"]["order"] == ref["order"]
+        assert r["eval"]["loss"] == pytest.approx(ref["loss"], abs=1e-5)
+
+
 def test_ddp_accumulation_matches_single_process(two_ranks, tmp_path):
     work, res = two_ranks
     _single(tmp_path / "ref", batch_size=8, max_steps=1)

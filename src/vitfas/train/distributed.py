@@ -51,6 +51,7 @@ __all__ = [
     "distributed_map",
     "env_world_size",
     "full_state_dicts",
+    "gather_concat",
     "get_rank",
     "get_world_size",
     "init_distributed",
@@ -215,6 +216,24 @@ def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         t /= dist.get_world_size()
     return t
+
+
+def gather_concat(local: Any) -> Any:
+    """Concatenate every rank's ``local`` (a tensor, or a tuple/list of tensors, first
+    dimension = samples) along dim 0 in rank order, on every rank (CPU tensors).
+
+    With :func:`shard_indices` shares this rebuilds the single-process result exactly.
+    """
+    def cpu(x: Any) -> Any:
+        return x.detach().cpu() if isinstance(x, torch.Tensor) else type(x)(cpu(v) for v in x)
+
+    local = cpu(local)
+    if not is_distributed():
+        return local
+    parts = all_gather_objects(local)
+    if isinstance(local, torch.Tensor):
+        return torch.cat(parts)
+    return type(local)(torch.cat([p[i] for p in parts]) for i in range(len(local)))
 
 
 # --------------------------------------------------------------------------- sharding

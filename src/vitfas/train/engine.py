@@ -345,6 +345,21 @@ class ResumableSampler(Sampler):
         return len(range(self.start + self.rank, total, self.world_size))
 
 
+class _RangeSampler(Sampler):
+    """Items ``indices`` of an unshuffled epoch-0 order, with the seeds
+    :class:`ResumableSampler` gives them (a shard of an evaluation loader)."""
+
+    def __init__(self, indices: range, seed: int) -> None:
+        self.indices, self.seed = indices, seed
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        for i in self.indices:
+            yield i, _mix(self.seed, 0, i, 0, 3)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
 class SeededDataset(Dataset):
     """Wraps a map-style dataset so ``ds[(index, seed)]`` runs under seeded RNGs.
 
@@ -529,6 +544,10 @@ class Engine:
             raise BadConfigError("trainer.ema_decay > 0 is not supported with "
                                  "trainer.strategy=fsdp (the EMA would need the full weights "
                                  "on every GPU); set trainer.ema_decay=0 or use ddp")
+        if self.distributed and cfg.strategy == "fsdp" and cfg.precision == "fp16":
+            raise BadConfigError("trainer.precision=fp16 is not supported with "
+                                 "trainer.strategy=fsdp (untested gradient scaling of sharded "
+                                 "gradients); use trainer.precision=bf16")
         # FSDP shards in place: keep an empty (meta) copy to rebuild full weights on rank 0
         self._template = copy.deepcopy(model).to("meta") \
             if self.distributed and cfg.strategy == "fsdp" else None
@@ -583,13 +602,17 @@ class Engine:
             return self.ema.module
         return unwrap(self.model)
 
-    def make_loader(self, dataset: Dataset, batch_size: int | None = None) -> DataLoader:
+    def make_loader(self, dataset: Dataset, batch_size: int | None = None,
+                    indices: range | None = None) -> DataLoader:
         """A deterministic loader in dataset order (for evaluation).
 
         Any randomness in the dataset's transform is seeded per item, so results do not
-        depend on the worker count or on the training RNG.
+        depend on the worker count or on the training RNG. ``indices`` (a contiguous range)
+        restricts it to those items, seeded as in the whole-set loader.
         """
-        order = ResumableSampler(len(dataset), self.cfg.seed, shuffle=False)  # type: ignore
+        order: Sampler = ResumableSampler(len(dataset), self.cfg.seed, shuffle=False)  # type: ignore
+        if indices is not None:
+            order = _RangeSampler(indices, self.cfg.seed)
         return DataLoader(SeededDataset(dataset), batch_size=batch_size or self.cfg.batch_size,
                           sampler=order, num_workers=self.cfg.num_workers,
                           collate_fn=self.collate_fn, pin_memory=self.device.type == "cuda",
@@ -746,17 +769,33 @@ class Engine:
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> dict[str, float]:
-        """Run ``task.evaluate`` on the eval set with the evaluation weights."""
+        """Run ``task.evaluate`` on the eval set with the evaluation weights.
+
+        Under DDP, a task that also has ``predict(model, loader) -> Tensor | tuple of
+        Tensors`` (first dimension = samples, in loader order) and
+        ``evaluate_predictions(predictions) -> metrics`` is evaluated sharded: each rank
+        predicts a contiguous share of the set, the predictions are gathered in order and
+        the metrics computed from all of them (no sample dropped or repeated). Otherwise
+        (and under FSDP, whose forward needs every rank) every rank evaluates the whole set.
+        Rank 0's numbers are returned on all ranks, so they agree on the best checkpoint.
+        """
         if self.eval_set is None or not isinstance(self.task, _Evaluates):
             return {}
         model = self.eval_model()
         was = model.training
         model.eval()
+        sharded = self.distributed and not dist_utils.is_fsdp(self.model) and \
+            hasattr(self.task, "predict") and hasattr(self.task, "evaluate_predictions")
         with _forked_rng(), torch.no_grad(), self.autocast():
-            metrics = self.task.evaluate(model, self.make_loader(self.eval_set))
+            if sharded:
+                share = dist_utils.shard_indices(len(self.eval_set))  # type: ignore[arg-type]
+                local = self.task.predict(  # type: ignore[attr-defined]
+                    model, self.make_loader(self.eval_set, indices=share))
+                preds = dist_utils.gather_concat(local)
+                metrics = self.task.evaluate_predictions(preds)  # type: ignore[attr-defined]
+            else:
+                metrics = self.task.evaluate(model, self.make_loader(self.eval_set))
         model.train(was)
-        # every rank evaluates the whole set (FSDP needs all ranks in the forward); rank 0's
-        # numbers are the ones used, so that all ranks agree on the best checkpoint
         return dist_utils.broadcast_object({k: float(v) for k, v in metrics.items()})
 
     def _is_better(self, value: float) -> bool:
