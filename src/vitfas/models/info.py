@@ -62,6 +62,11 @@ def _stage_hooks(model: nn.Module, record: list[tuple[str, list[int]]]) -> list[
     drop = getattr(model, "pos_drop", None)
     if drop is not None:
         handles.append(drop.register_forward_hook(hook("+ prefix tokens + position")))
+    layers = getattr(model, "layers", None)  # hierarchical models (Swin): one row per stage
+    if isinstance(layers, nn.ModuleList):
+        for i, stage in enumerate(layers):
+            handles.append(stage.register_forward_hook(
+                hook(f"stage {i}", lambda o: (o[0] if isinstance(o, tuple) else o).flatten(1, 2))))
     blocks = getattr(model, "blocks", None)
     if blocks is not None:
         for i, blk in enumerate(blocks):
@@ -142,6 +147,9 @@ def activation_bytes(model: nn.Module, batch_size: int) -> int:
     """
     cfg = model.config
     cpu_model = model.to_empty(device="cpu") if _on_meta(model) else model
+    for m in cpu_model.modules():  # index buffers and masks are garbage after to_empty()
+        if hasattr(m, "init_non_persistent_buffers"):
+            m.init_non_persistent_buffers()
     param_ptrs = {p.untyped_storage().data_ptr() for p in cpu_model.parameters()}
     storages: dict[int, int] = {}
 

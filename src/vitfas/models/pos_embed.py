@@ -170,6 +170,12 @@ class RelativePositionBias(nn.Module):
             "index", relative_position_index(self.window, num_prefix_tokens), persistent=False
         )
 
+    def init_non_persistent_buffers(self) -> None:
+        """Recompute the index buffer (after ``to_empty()`` from the meta device)."""
+        self.index = relative_position_index(self.window, self.num_prefix_tokens).to(
+            self.table.device
+        )
+
     def forward(self, grid: tuple[int, int] | None = None) -> torch.Tensor:
         """Return the bias ``[1, heads, N, N]`` for a grid (the built one when omitted)."""
         if grid is None or tuple(grid) == self.window:
