@@ -15,7 +15,8 @@ from vitfas.models.adapters import (
 )
 
 TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=2)
-NAMES = ["vit_small_patch16_224", "vit_base_patch16_rel_224", "vit_base_patch16_reg4_gap_256"]
+NAMES = ["vit_small_patch16_224", "vit_base_patch16_rel_224", "vit_base_patch16_reg4_gap_256",
+         "deit_tiny_distilled_patch16_224"]
 SPECS = [
     {},
     {"positions": ["attn", "mlp"], "bottleneck": 8},
@@ -75,6 +76,10 @@ def test_scope_errors():
         add_adapters(model, positions=["ffn"])
     with pytest.raises(BadConfigError, match="out of range"):
         add_adapters(model, blocks=[5])
+    swin = create_model("swin_tiny_patch4_window7_224", img_size=32, window_size=2,
+                        embed_dim=16, depths=(1, 1), num_heads=(1, 2))
+    with pytest.raises(BadConfigError, match="SwinTransformer has no transformer blocks"):
+        add_adapters(swin)
 
 
 def test_adapter_only_weights_round_trip():

@@ -92,7 +92,7 @@ def small_data(tmp_path_factory):
 
 def test_adapters_scope_and_resume(tmp_path, small_data, capsys):
     cfg = _config(tmp_path, small_data, adapters={"bottleneck": 8, "positions": ["attn", "mlp"]},
-                  model={"trainable": "adapters"},
+                  model={"trainable": "adapters"}, data={"balance": True},
                   trainer={"epochs": 2, "batch_size": 16, "ema_decay": 0.5})
     args = ["-q", "train", str(cfg), "--json"]
     assert cli.main(["-q", "train", str(cfg), "trainer.max_steps=3", "--json"]) == 0
@@ -108,6 +108,14 @@ def test_adapters_scope_and_resume(tmp_path, small_data, capsys):
     b = load_bundle(tmp_path / "run" / "bundle")
     assert b.config["adapters"]["positions"] == ["attn", "mlp"]
     ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    # the same run without interruption (balanced sampler, random flips): identical weights
+    straight = tmp_path / "straight"
+    assert cli.main(["-q", "train", str(cfg), f"out={straight}"]) == 0
+    ref = torch.load(straight / "last.pt", weights_only=True)
+    for k, v in ref["model"].items():
+        assert torch.equal(v, ckpt["model"][k]), k
+    for k, v in ref["ema"].items():
+        assert torch.equal(v, ckpt["ema"][k]), k
     assert b.config["training"]["trainable"] == "adapters"
     # frozen backbone weights never moved: compare with a fresh model of the same seed
     from vitfas.train.config import load_config
@@ -160,7 +168,6 @@ def test_cli_config_errors(tmp_path, small_data, capsys):
 def test_fas_manifest_with_fta_and_recipe(tmp_path, capsys):
     """A vitfas manifest: splits from the `split` column, FTA rows counted in the metrics,
     the crop recipe of `data prepare` (prepare.json) copied into the bundle."""
-    pytest.importorskip("vitfas.data.datasets", reason="the data part is not merged yet")
     import csv
 
     root = write_imagefolder(tmp_path / "img", n_train=64, n_dev=32, n_test=32, size=32,

@@ -39,8 +39,9 @@ class DataConfig:
             ImageFolder trees whose classes are exactly live/spoof, else sorted folder names.
         img_size: model input side (square).
         mean, std: normalisation (recorded in the bundle).
-        augment: extra keyword arguments for the training transform
-            (``vitfas.data.transforms.build_transforms``).
+        augment: training augmentation, the fields of
+            :class:`vitfas.data.transforms.AugmentConfig` (RandomResizedCrop scale, flips,
+            colour jitter, ...); unknown keys are an error.
         balance: draw training samples class-balanced (with replacement).
         preprocessing: how the images were cropped, recorded in the bundle for inference
             (``detector``, ``crop_scale``, ``frames_per_video``); defaults say "whole image".
@@ -61,36 +62,12 @@ class DataConfig:
 
 
 def build_transform(train: bool, cfg: DataConfig) -> Callable[[Any], torch.Tensor]:
-    """Image -> normalised ``[3, S, S]`` float tensor (augmented when ``train``)."""
-    try:
-        from vitfas.data.transforms import build_transforms
-    except ImportError:  # the data part not installed yet: plain torchvision v2 pipeline
-        build_transforms = None
-    if build_transforms is not None:
-        return build_transforms(train, cfg.img_size, cfg.mean, cfg.std, **cfg.augment)
-    from torchvision.transforms import v2
+    """Image -> normalised ``[3, S, S]`` float tensor (augmented with ``cfg.augment`` when
+    ``train``); see :func:`vitfas.data.transforms.build_transforms`."""
+    from vitfas.data.transforms import build_transforms
 
-    if cfg.augment:
-        raise BadConfigError(
-            f"data.augment={cfg.augment} needs vitfas.data.transforms, which is not available"
-        )
-    steps: list[Any] = [v2.ToImage(), v2.Resize((cfg.img_size, cfg.img_size), antialias=True)]
-    if train:
-        steps.append(v2.RandomHorizontalFlip())
-    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(cfg.mean, cfg.std)]
-    return v2.Compose(steps)
-
-
-def _load_rgb(path: str) -> Any:
-    try:
-        from vitfas.data.io import load_image
-
-        return load_image(path)
-    except ImportError:
-        from PIL import Image, ImageOps
-
-        with Image.open(path) as im:
-            return ImageOps.exif_transpose(im).convert("RGB")
+    return build_transforms(train, cfg.img_size, cfg.mean, cfg.std,
+                            **(cfg.augment if train else {}))
 
 
 class ImageFolderDataset(Dataset):
@@ -135,7 +112,9 @@ class ImageFolderDataset(Dataset):
         return len(self.rows)
 
     def __getitem__(self, i: int) -> tuple[Any, int]:
-        img = _load_rgb(self.rows[i]["path"])
+        from vitfas.data.io import load_image
+
+        img = load_image(self.rows[i]["path"])
         if self.transform is not None:
             img = self.transform(img)
         return img, self.targets[i]
@@ -169,12 +148,8 @@ def build_split(cfg: DataConfig, split: str, train: bool,
             log.warning("no %s split: %s does not exist", split, root)
             return None
         return ImageFolderDataset(root, class_names, transform)
-    try:
-        from vitfas.data.datasets import ManifestDataset
-    except ImportError as exc:
-        raise BadConfigError(
-            "data.format=manifest needs vitfas.data.datasets (the data part of vitfas)"
-        ) from exc
+    from vitfas.data.datasets import ManifestDataset
+
     if not Path(cfg.path).is_file():
         raise BadDataError(f"manifest {cfg.path} does not exist")
     rows = _manifest_rows(cfg.path)

@@ -102,7 +102,7 @@ class TrainerConfig:
         checkpoint_every: also save ``last.pt`` every this many steps (0 = epoch ends only).
         eval_every: evaluate every this many epochs (and always after the last).
         best_metric: evaluation metric that selects ``best.pt`` (e.g. ``eer``, ``acc``,
-            ``loss``); empty = the last epoch is the best.
+            ``loss``; on a tie the later epoch wins); empty = the last epoch is the best.
         best_mode: ``min`` or ``max`` for ``best_metric``.
         device: ``auto`` (CUDA if available), ``cpu``, ``cuda`` or ``cuda:N``.
         seed: seeds model init (by the caller), data order and augmentation.
@@ -375,6 +375,12 @@ class SeededDataset(Dataset):
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, tuple):
             index, seed = key
+            if torch.utils.data.get_worker_info() is not None:
+                # a worker process: nothing else uses its RNGs, no need to restore them
+                torch.manual_seed(seed)
+                random.seed(seed)
+                np.random.seed(seed % (2**32))
+                return self.dataset[index]
             with _forked_rng(seed):
                 return self.dataset[index]
         return self.dataset[key]
@@ -799,9 +805,13 @@ class Engine:
         return dist_utils.broadcast_object({k: float(v) for k, v in metrics.items()})
 
     def _is_better(self, value: float) -> bool:
+        """Better or equal: on a tie the later (longer-trained) epoch wins, which matters
+        when a metric saturates (a dev EER of 0 for several epochs)."""
         if self.best_value is None:
             return True
-        return value < self.best_value if self.cfg.best_mode == "min" else value > self.best_value
+        if self.cfg.best_mode == "min":
+            return value <= self.best_value
+        return value >= self.best_value
 
     # ------------------------------------------------------------------ the loop
     def _guard(self, loss: torch.Tensor, grad_norm: torch.Tensor | None, epoch: int) -> None:
