@@ -347,3 +347,16 @@ def test_pretrain_mae_on_two_processes(two_ranks_cli):
     assert len(ddp_loss) == 4 and fsdp_loss == pytest.approx(ddp_loss, abs=1e-5)
     enc = [load_file(runs[s] / "encoder" / "model.safetensors") for s in ("ddp", "fsdp")]
     _assert_close(enc[0], enc[1], atol=1e-5)
+
+
+def test_fsdp_units_are_the_transformer_blocks():
+    from vitfas.models import create_model
+    from vitfas.models.vit import VisionTransformer
+    from vitfas.train.distributed import _shard_units
+
+    vit = VisionTransformer(W.TINY)
+    assert _shard_units(vit) == list(vit.blocks)
+    mae = create_model("mae_vit_tiny_patch16", img_size=16, patch_size=4, embed_dim=32,
+                       depth=2, num_heads=2, decoder_embed_dim=32, decoder_depth=1,
+                       decoder_num_heads=2)
+    assert _shard_units(mae) == [*mae.blocks, *mae.decoder_blocks] and len(mae.blocks) == 2

@@ -113,7 +113,7 @@ def _device_for(device: str, local_rank: int, distributed: bool) -> torch.device
     dev = torch.device(device)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise BadConfigError(f"trainer.device={device!r} but CUDA is not available")
+            raise BadConfigError(f"device {device!r} requested but CUDA is not available")
         if distributed and dev.index is None:
             if local_rank >= torch.cuda.device_count():
                 raise BadConfigError(
@@ -295,12 +295,14 @@ def _fully_shard() -> Callable[..., Any]:
 
 
 def _shard_units(model: nn.Module) -> list[nn.Module]:
-    """The sub-modules FSDP shards separately: every transformer block (encoder, decoder)."""
+    """The sub-modules FSDP shards separately: every transformer block, i.e. each element
+    of a ``blocks`` / ``decoder_blocks`` list anywhere in the model (ViT, DeiT, the MAE
+    encoder and decoder, the stages of Swin)."""
     units: list[nn.Module] = []
-    for name in ("blocks", "decoder_blocks"):
-        seq = getattr(model, name, None)
-        if isinstance(seq, nn.ModuleList | nn.Sequential):
-            units += list(seq)
+    for name, mod in model.named_modules():
+        if name.rsplit(".", 1)[-1] in ("blocks", "decoder_blocks") and \
+                isinstance(mod, nn.ModuleList | nn.Sequential):
+            units += list(mod)
     return units
 
 
