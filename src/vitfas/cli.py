@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vitfas.pretrain.mae",
     "vitfas.metrics.evaluation",
     "vitfas.data.cli",
+    "vitfas.explain.cli",
 )
 
 log = logging.getLogger("vitfas")
