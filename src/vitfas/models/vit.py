@@ -24,21 +24,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from vitfas.models._config import ConfigDict, to_pair
 from vitfas.models.attention import Block
 from vitfas.models.pos_embed import RelativePositionBias, resample_pos_embed, sincos_2d
 
 
-def _pair(v: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(v, int):
-        return (v, v)
-    t = tuple(int(i) for i in v)
-    if len(t) != 2:
-        raise ValueError(f"expected an int or a pair (H, W), got {v!r}")
-    return t  # type: ignore[return-value]
-
-
 @dataclass(frozen=True)
-class ViTConfig:
+class ViTConfig(ConfigDict):
     """Every choice that shapes a :class:`VisionTransformer`.
 
     Attributes:
@@ -93,7 +85,7 @@ class ViTConfig:
     pos_embed_antialias: bool = True
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "img_size", _pair(self.img_size))
+        object.__setattr__(self, "img_size", to_pair(self.img_size))
         checks = [
             (self.patch_size > 0, f"patch_size must be positive, got {self.patch_size}"),
             (self.embed_dim % self.num_heads == 0,
@@ -135,20 +127,6 @@ class ViTConfig:
     def use_fc_norm(self) -> bool:
         return self.global_pool == "avg" if self.fc_norm is None else self.fc_norm
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict (tuples become lists)."""
-        d = dataclasses.asdict(self)
-        d["img_size"] = list(self.img_size)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ViTConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error that lists the valid ones."""
-        valid = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - valid)
-        if unknown:
-            raise ValueError(f"unknown ViTConfig keys {unknown}; valid keys: {sorted(valid)}")
-        return cls(**d)
 
 
 _VARIANTS: dict[str, tuple[int, int, int, float]] = {
