@@ -312,6 +312,11 @@ class VisionTransformer(nn.Module):
                 f"img_size={tuple(x.shape[-2:])} or dynamic_img_size=True"
             )
 
+    def _prefix_tokens(self, batch: int) -> list[torch.Tensor]:
+        """The tokens put before the patches, each ``[B, n, D]``: class, then registers."""
+        tokens = [t for t in (self.cls_token, self.reg_token) if t is not None]
+        return [t.expand(batch, -1, -1) for t in tokens]
+
     def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, h, w, D]`` patch grid -> ``[B, N, D]`` tokens with prefix and positions."""
         B, h, w, D = x.shape
@@ -319,11 +324,7 @@ class VisionTransformer(nn.Module):
         x = x.reshape(B, h * w, D)
         if c.pos_embed == "sincos":
             x = x + sincos_2d((h, w), D, dtype=x.dtype, device=x.device)
-        prefix = []
-        if self.cls_token is not None:
-            prefix.append(self.cls_token.expand(B, -1, -1))
-        if self.reg_token is not None:
-            prefix.append(self.reg_token.expand(B, -1, -1))
+        prefix = self._prefix_tokens(B)
         pos = self.pos_embed
         if pos is not None and (h, w) != c.grid_size:
             pos = resample_pos_embed(
