@@ -117,6 +117,10 @@ class ClassificationTask:
         out.update(dev_figures(make_scores(scores, labels, attack_types)))
         return out
 
+    def evaluate_predictions(self, preds: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+        """:meth:`metrics` of :meth:`predict`'s output (the engine's sharded evaluation)."""
+        return self.metrics(*preds, self.eval_attack_types)
+
     def evaluate(self, model: nn.Module, loader: DataLoader) -> dict[str, float]:
         """``loss``, ``acc`` (and ``eer``, ``auc`` for FAS) on the evaluation set."""
         logits, targets = self.predict(model, loader)

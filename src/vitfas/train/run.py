@@ -212,15 +212,23 @@ def run_training(
     cfg: TrainConfig,
     resume: bool | str | Path | None = None,
     quiet: bool = False,
-    rank: int = 0,
-    world_size: int = 1,
+    rank: int | None = None,
+    world_size: int | None = None,
 ) -> dict[str, Any]:
     """Train, choose the dev threshold, evaluate on test, write the bundle.
+
+    ``rank``/``world_size`` default to torchrun's (the process group is started here);
+    rank 0 alone scores dev/test and writes the bundle.
 
     Returns:
         A summary: run folder, bundle path, parameter counts, best epoch, threshold and
         dev/test metrics.
     """
+    if rank is None or world_size is None:
+        from vitfas.train.distributed import init_distributed
+
+        info = init_distributed(cfg.trainer.device)
+        rank, world_size = info.rank, info.world_size
     out = Path(cfg.out)
     if not resume and (out / "last.pt").exists():
         raise BadConfigError(
