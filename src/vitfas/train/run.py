@@ -124,8 +124,9 @@ class TrainConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
 
 
-def _load_teacher(cfg: TrainConfig, class_names: list[str]) -> nn.Module | None:
-    """The frozen teacher of ``distill.teacher`` on the training device (``None``: off).
+def _load_teacher(cfg: TrainConfig, class_names: list[str],
+                  device: torch.device) -> nn.Module | None:
+    """The frozen teacher of ``distill.teacher`` on the training ``device`` (``None``: off).
 
     Raises:
         BadConfigError: unknown teacher, or one whose classes differ from the student's.
@@ -134,7 +135,7 @@ def _load_teacher(cfg: TrainConfig, class_names: list[str]) -> nn.Module | None:
     if not d.teacher:
         return None
     teacher = load_teacher(d.teacher, class_names, cfg.data.mean, cfg.data.std,
-                           cfg.data.img_size, device=resolve_device(cfg.trainer.device))
+                           cfg.data.img_size, device=device)
     n_out = getattr(getattr(teacher.model, "config", None), "num_classes", None)
     if isinstance(n_out, int) and n_out != len(class_names):
         raise BadConfigError(
@@ -229,6 +230,9 @@ def run_training(
 
         info = init_distributed(cfg.trainer.device)
         rank, world_size = info.rank, info.world_size
+        device = info.device  # cuda:LOCAL_RANK under torchrun
+    else:
+        device = resolve_device(cfg.trainer.device)
     out = Path(cfg.out)
     if not resume and (out / "last.pt").exists():
         raise BadConfigError(
@@ -258,7 +262,7 @@ def run_training(
         len(class_names), live_index, cfg.loss.label_smoothing,
         attack_types_of(dev_set) if (fas and dev_set is not None) else None,
         progress=not quiet and is_main,
-        teacher=_load_teacher(cfg, class_names), distill=cfg.distill,
+        teacher=_load_teacher(cfg, class_names, device), distill=cfg.distill,
     )
     sampler = None
     if cfg.data.balance:
