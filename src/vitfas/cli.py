@@ -18,9 +18,11 @@ from vitfas.errors import VitfasError
 # Modules that add a verb. Each new part of vitfas appends its own line here.
 COMMAND_MODULES: tuple[str, ...] = (
     "vitfas.models.info",
+    "vitfas.train.cli",
     "vitfas.pretrain.mae",
     "vitfas.metrics.evaluation",
     "vitfas.data.cli",
+    "vitfas.explain.cli",
     "vitfas.predict_cli",
     "vitfas.export.onnx",
     "vitfas.serve.cli",

@@ -286,10 +286,8 @@ class Predictor:
         head fusion, class token's view) blended on top: ``[S, S, 3]`` uint8 RGB."""
         x = torch.from_numpy(self.preprocess([crop]))
         rgb = crop[..., ::-1].copy() if self.recipe.colour_order == "BGR" else crop
-        try:
-            from vitfas.explain import explain, overlay_on_crop
-        except ImportError:  # interim until vitfas.explain (issue 5) lands
-            from vitfas._interim import explain, overlay_on_crop
+        from vitfas.explain import explain, overlay_on_crop
+
         with torch.no_grad():
             e = explain(self.model, x, "rollout")
         p = self.model.patch_embed.patch_size

@@ -44,3 +44,10 @@ def test_cli_human_and_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", "vit_nope"]) == 1
     assert "unknown model" in capsys.readouterr().err
     assert main(["info"]) == 2
+
+
+def test_info_on_mae_reports_reconstruction() -> None:
+    info = model_info("mae_vit_base_patch16")
+    stages = dict(info.stages)
+    assert stages["blocks 0-11"] == [1, 50, 768]  # 25% of 196 patches + class token
+    assert info.output_shape == [1, 196, 16 * 16 * 3]

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from vitfas.errors import BadConfigError
+from vitfas.errors import BadCheckpointError, BadConfigError
 from vitfas.models import create_model
 from vitfas.train.config import load_config, save_config
 from vitfas.train.engine import Engine, NonFiniteLossError, TrainerConfig, seed_everything
@@ -146,6 +146,10 @@ def test_resume_is_bit_for_bit(tmp_path):
     assert [int(r["step"]) for r in rows] == list(range(1, 19))
     rows_a = _csv(tmp_path / "a" / "train_log.csv")
     assert [r["loss"] for r in rows] == [r["loss"] for r in rows_a]
+    assert [r["grad_norm"] for r in rows] == [r["grad_norm"] for r in rows_a]
+    assert all(float(r["grad_norm"]) > 0 for r in rows)
+    with pytest.raises(BadCheckpointError, match="weights only"):
+        _run(tmp_path, "b", 0, resume=tmp_path / "b" / "best.pt")
     assert (tmp_path / "b" / "best.pt").is_file() and any((tmp_path / "b" / "tb").iterdir())
 
 
@@ -182,3 +186,27 @@ def test_bf16_autocast_on_cpu_trains(tmp_path):
     with pytest.raises(BadConfigError, match="fp16 needs a CUDA"):
         Engine(model, _CE(), TrainerConfig(precision="fp16", device="cpu"), OptimConfig(),
                _Noisy(8), tmp_path, quiet=True)
+
+
+@pytest.mark.parametrize("name", ["fas_vit_small_adapters", "imagefolder", "synthetic_halftone"])
+def test_example_configs_load(name):
+    from pathlib import Path
+
+    from vitfas.train.run import TrainConfig
+
+    path = Path(__file__).resolve().parents[2] / "configs" / f"{name}.yaml"
+    cfg = load_config(TrainConfig, path, ["trainer.epochs=1"])
+    assert cfg.trainer.epochs == 1 and cfg.optim.lr > 0
+
+
+def test_gradient_scaler_path(tmp_path):
+    """The fp16 code path (scale, unscale, clip, step, update) on a CPU scaler."""
+    model = create_model("vit_tiny_patch16_224", **TINY)
+    cfg = TrainerConfig(epochs=1, batch_size=4, grad_clip=0.5)
+    eng = Engine(model, _CE(), cfg, OptimConfig(lr=1e-3), _Noisy(8), tmp_path, quiet=True)
+    eng.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    before = model.head.weight.detach().clone()
+    res = eng.fit()
+    assert res.step == 2 and not torch.equal(before, model.head.weight)
+    sd = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert sd["scaler"]["scale"] > 0

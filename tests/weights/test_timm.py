@@ -199,3 +199,20 @@ def test_bare_timm_file_error_suggests_matching_names(tmp_path, timm_tiny):
     msg = str(e.value)
     assert "name='vit_tiny_patch16_224'" in msg and "num_heads=3" in msg
     assert "vit_tiny_patch16_384" in msg
+
+
+def test_deit_distilled_checkpoint_resampled_like_timm(tmp_path) -> None:
+    """Two prefix tokens (class + distillation) keep their positions when resampling."""
+    timm = pytest.importorskip("timm")
+    torch.set_num_threads(1)
+    ref = timm.create_model("deit_tiny_distilled_patch16_224").eval()
+    path = tmp_path / "deit.pth"
+    torch.save(ref.state_dict(), path)
+    ours = vitfas.create_model("deit_tiny_distilled_patch16_224", pretrained=path,
+                               img_size=256).eval()
+    ref256 = timm.create_model(
+        "deit_tiny_distilled_patch16_224", img_size=256, pretrained=True,
+        pretrained_cfg_overlay={"file": str(path), "num_classes": 1000},
+    ).eval()
+    x = torch.randn(1, 3, 256, 256)
+    assert (ours(x) - ref256(x)).abs().max() <= 1e-5

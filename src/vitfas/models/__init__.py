@@ -31,9 +31,9 @@ __all__ = [
     "vit_config",
 ]
 
-from vitfas.models import mae as mae  # registers mae_vit_* (MaskedAutoencoderViT)
 # Model families that register their own configs (import for the side effect).
 from vitfas.models import deit as deit
+from vitfas.models import mae as mae  # registers mae_vit_* (MaskedAutoencoderViT)
 from vitfas.models import swin as swin
 from vitfas.models.deit import DeiTConfig, DistilledVisionTransformer
 from vitfas.models.swin import SwinConfig, SwinTransformer

@@ -119,7 +119,12 @@ def model_info(
     for hd in handles:
         hd.remove()
     info.gflops = counter.get_total_flops() / 1e9
-    stages.append(("logits" if getattr(model, "num_classes", 0) else "output", list(out.shape)))
+    if not isinstance(out, torch.Tensor):  # e.g. MAE: a dataclass with the reconstruction
+        out = out.pred
+        stages.append(("reconstruction (patches)", list(out.shape)))
+    else:
+        label = "logits" if getattr(model, "num_classes", 0) else "output"
+        stages.append((label, list(out.shape)))
     info.stages = [(s, [batch_size, *shape[1:]]) for s, shape in _collapse_blocks(stages)]
     info.output_shape = [batch_size, *list(out.shape)[1:]]
     info.activation_mib = activation_bytes(model, batch_size) / 2**20

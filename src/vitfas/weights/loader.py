@@ -262,8 +262,10 @@ def adapt_pos_embed(
         raise BadCheckpointError(
             f"{src.path}: pos_embed has shape {list(pos.shape)}, expected [1, N, D]"
         )
-    n_prefix = (1 if "cls_token" in sd else 0) + (
-        int(sd["reg_token"].shape[1]) if "reg_token" in sd else 0
+    n_prefix = (
+        (1 if "cls_token" in sd else 0)
+        + (1 if "dist_token" in sd else 0)  # DeiT's distillation token
+        + (int(sd["reg_token"].shape[1]) if "reg_token" in sd else 0)
     )
     N = pos.shape[1]
     has_prefix = src.pos_on_prefix
@@ -318,6 +320,9 @@ def adapt_pos_embed(
             if "cls_token" in sd:
                 sd["cls_token"] = sd["cls_token"] + prefix[:, :1]
                 j = 1
+            if "dist_token" in sd:
+                sd["dist_token"] = sd["dist_token"] + prefix[:, j : j + 1]
+                j += 1
             if "reg_token" in sd:
                 sd["reg_token"] = sd["reg_token"] + prefix[:, j:]
         sd["pos_embed"] = grid_part
@@ -459,13 +464,16 @@ def infer_config(
     depth = max(blocks) + 1 if blocks else 0
     if num_heads is None:
         from vitfas.models.registry import _REGISTRY
+        from vitfas.models.vit import VisionTransformer
 
         fits = [
             (n, e.config.num_heads) for n, e in sorted(_REGISTRY.items())
-            if getattr(e.config, "embed_dim", None) == dim
+            if e.builder is VisionTransformer
+            and getattr(e.config, "embed_dim", None) == dim
             and getattr(e.config, "depth", None) == depth
             and getattr(e.config, "patch_size", None) == p
         ]
+        fits.sort(key=lambda f: (not f[0].startswith("vit_"), f[0]))  # plain ViT names first
         example, heads = fits[0] if fits else ("vit_base_patch16_224", 12)
         hint = f" (registered models of this shape: {[n for n, _ in fits]})" if fits else ""
         raise BadCheckpointError(
