@@ -23,6 +23,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vitfas.metrics.evaluation",
     "vitfas.data.cli",
     "vitfas.explain.cli",
+    "vitfas.predict_cli",
+    "vitfas.export.onnx",
+    "vitfas.serve.cli",
 )
 
 log = logging.getLogger("vitfas")

@@ -1,0 +1,215 @@
+"""Export a bundle's network to ONNX and check it against onnxruntime.
+
+``vitfas export BUNDLE --format onnx [-o model.onnx]``. The graph takes ``image``
+``[B, 3, H, W]`` (normalised as the bundle's preprocessing says) and returns ``logits``
+``[B, num_classes]``. The batch axis is always dynamic; ``H`` and ``W`` are dynamic too when
+the model was built with ``dynamic_img_size=True`` (the position embedding is resampled
+inside the graph). Export uses the ``torch.export`` based exporter, which lowers the fused
+``scaled_dot_product_attention`` of our blocks to plain ONNX ops.
+
+After writing, the graph is run by onnxruntime on batch sizes other than the one it was
+traced with (and other image sizes when dynamic) and compared with PyTorch; the largest
+absolute logit difference must be at most ``atol`` (1e-4) or the export fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from vitfas.errors import BadCheckpointError, VitfasError
+
+log = logging.getLogger(__name__)
+
+EXPORT_BATCH = 2
+EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf caps one file at 2 GB
+
+
+class _Logits(nn.Module):
+    """``image [B, 3, H, W] -> logits [B, C]`` (a plain single-output forward)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.model(image)
+
+
+@contextlib.contextmanager
+def _quiet_exporter_logs() -> Any:
+    """The exporter's libraries log every graph pass at INFO; keep that for ``-v`` only."""
+    names = ("onnxscript", "onnx_ir", "torch.onnx", "torch.export", "torch._export")
+    loggers = [logging.getLogger(n) for n in names]
+    old = [lg.level for lg in loggers]
+    if not log.isEnabledFor(logging.DEBUG):
+        for lg in loggers:
+            lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, lvl in zip(loggers, old):
+            lg.setLevel(lvl)
+
+
+def _check_cases(img_size: tuple[int, int], patch: int, dynamic: bool) -> list[tuple[int, ...]]:
+    H, W = img_size
+    cases = [(3, 3, H, W), (1, 3, H, W)]
+    if dynamic:
+        cases += [(2, 3, H + 2 * patch, W), (3, 3, max(patch, H - patch), W + patch)]
+    return cases
+
+
+def export_onnx(
+    bundle: Any,
+    out: str | Path,
+    opset: int = 18,
+    atol: float = 1e-4,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Export ``bundle.model`` to ``out`` and check it with onnxruntime.
+
+    Args:
+        bundle: a loaded :class:`vitfas.bundle.Bundle`.
+        out: the ``.onnx`` file to write.
+        opset: ONNX opset (18 or later).
+        atol: the largest allowed absolute logit difference to PyTorch.
+
+    Returns:
+        A report: file, opset, dynamic axes, and one ``{"shape", "max_abs_diff"}`` per check.
+
+    Raises:
+        VitfasError: the export failed or the check exceeded ``atol``.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    model = bundle.model.eval().cpu()
+    cfg = getattr(model, "config", None)
+    if cfg is None or not hasattr(cfg, "img_size"):
+        raise BadCheckpointError(f"{bundle.path}: the model has no config.img_size to export")
+    H, W = cfg.img_size
+    patch = int(getattr(cfg, "patch_size", 16))
+    dynamic = bool(getattr(cfg, "dynamic_img_size", False))
+    wrapped = _Logits(model).eval()
+    # trace off the native size when it is dynamic, so the resampling path is in the graph
+    ex_hw = (H + patch, W + patch) if dynamic else (H, W)
+    g = torch.Generator().manual_seed(seed)
+    example = torch.randn(EXPORT_BATCH, 3, *ex_hw, generator=g)
+    dims: dict[int, Any] = {0: torch.export.Dim("batch", min=1, max=4096)}
+    if dynamic:
+        dims.update({2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC})
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # protobuf caps a file at 2 GB: larger models keep their weights in OUT.data beside it
+    big = sum(p.numel() * p.element_size() for p in model.parameters()) > EXTERNAL_DATA_BYTES
+    chatter = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(chatter), _quiet_exporter_logs(), torch.no_grad():
+            torch.onnx.export(
+                wrapped, (example,), str(out), input_names=["image"], output_names=["logits"],
+                dynamic_shapes={"image": dims}, dynamo=True, opset_version=opset,
+                external_data=big,
+            )
+    except Exception as exc:
+        log.debug("exporter output:\n%s", chatter.getvalue())
+        raise VitfasError(f"ONNX export of {bundle.path} failed: {type(exc).__name__}: "
+                          f"{exc}") from exc
+    log.debug("exporter output:\n%s", chatter.getvalue())
+
+    proto = onnx.load(str(out))
+    meta = {
+        "vitfas.model_id": bundle.model_id,
+        "vitfas.weights_sha256": bundle.config.get("weights_sha256", ""),
+        "vitfas.class_names": json.dumps(bundle.class_names),
+        "vitfas.live_index": json.dumps(bundle.live_index),
+        "vitfas.preprocessing": json.dumps(bundle.preprocessing),
+        "vitfas.threshold": json.dumps(bundle.config.get("threshold")),
+    }
+    for k, v in meta.items():
+        p = proto.metadata_props.add()
+        p.key, p.value = k, v
+    onnx.checker.check_model(str(out) if big else proto)
+    if big:
+        onnx.save(proto, str(out), save_as_external_data=True, all_tensors_to_one_file=True,
+                  location=out.name + ".data")
+    else:
+        onnx.save(proto, str(out))
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(out), opts, providers=["CPUExecutionProvider"])
+    checks = []
+    for shape in _check_cases((H, W), patch, dynamic):
+        x = torch.randn(*shape, generator=g)
+        with torch.no_grad():
+            ref = wrapped(x).numpy()
+        got = sess.run(None, {"image": x.numpy()})[0]
+        if got.shape != ref.shape:
+            raise VitfasError(f"{out}: onnxruntime gave shape {list(got.shape)} for input "
+                              f"{list(shape)}, PyTorch {list(ref.shape)}")
+        checks.append({"shape": list(shape), "max_abs_diff": float(np.abs(got - ref).max())})
+    worst = max(c["max_abs_diff"] for c in checks)
+    report = {
+        "file": str(out),
+        "opset": opset,
+        "export_shape": [EXPORT_BATCH, 3, *ex_hw],
+        "dynamic_axes": ["batch", "height", "width"] if dynamic else ["batch"],
+        "checks": checks,
+        "max_abs_diff": worst,
+        "atol": atol,
+        "ok": worst <= atol,
+        "bytes": out.stat().st_size,
+    }
+    if worst > atol:
+        raise VitfasError(
+            f"{out}: onnxruntime differs from PyTorch by {worst:.3g} (> {atol:g}) on "
+            f"{[c for c in checks if c['max_abs_diff'] > atol]}"
+        )
+    return report
+
+
+# --------------------------------------------------------------------------- CLI
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "export",
+        help="export a bundle's network to ONNX (checked against onnxruntime)",
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("bundle", help="model bundle folder")
+    p.add_argument("--format", choices=("onnx",), default="onnx")
+    p.add_argument("-o", "--output", help="output file (default BUNDLE/model.onnx)")
+    p.add_argument("--opset", type=int, default=18)
+    p.add_argument("--atol", type=float, default=1e-4)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vitfas.bundle import load_bundle
+
+    bundle = load_bundle(args.bundle)
+    out = Path(args.output) if args.output else bundle.path / "model.onnx"
+    rep = export_onnx(bundle, out, opset=args.opset, atol=args.atol)
+    if args.json:
+        print(json.dumps(rep, indent=2))
+        return 0
+    print(f"export: {rep['file']} ({rep['bytes'] / 1e6:.2f} MB, opset {rep['opset']}, "
+          f"dynamic {', '.join(rep['dynamic_axes'])})")
+    for c in rep["checks"]:
+        print(f"  onnxruntime vs PyTorch, input {c['shape']}: max |diff| "
+              f"{c['max_abs_diff']:.2e}")
+    print(f"  check passed: max |diff| {rep['max_abs_diff']:.2e} <= {rep['atol']:g}",
+          file=sys.stdout)
+    return 0
