@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,5 +40,14 @@ def face_fixtures(shared_dir: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _seed() -> None:
+def _seed_and_threads() -> Iterator[None]:
+    """Seed every test; run it on ``VITFAS_TEST_THREADS`` intra-op threads (default 1).
+
+    The suite's models are tiny: one thread is as fast on an idle 2-core machine and many
+    times faster on a loaded one, where OpenMP threads spin-wait on each other.
+    """
     torch.manual_seed(0)
+    n = torch.get_num_threads()
+    torch.set_num_threads(int(os.environ.get("VITFAS_TEST_THREADS", "1")))
+    yield
+    torch.set_num_threads(n)

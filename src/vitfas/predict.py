@@ -284,12 +284,10 @@ class Predictor:
     def explain_overlay(self, crop: np.ndarray, alpha: float = 0.5) -> np.ndarray:
         """The face crop ``[S, S, 3]`` with its attention rollout (Abnar & Zuidema, mean
         head fusion, class token's view) blended on top: ``[S, S, 3]`` uint8 RGB."""
+        from vitfas.explain import explain, overlay_on_crop
+
         x = torch.from_numpy(self.preprocess([crop]))
         rgb = crop[..., ::-1].copy() if self.recipe.colour_order == "BGR" else crop
-        try:
-            from vitfas.explain import explain, overlay_on_crop
-        except ImportError:  # interim until vitfas.explain (issue 5) lands
-            from vitfas._interim import explain, overlay_on_crop
         with torch.no_grad():
             e = explain(self.model, x, "rollout")
         p = self.model.patch_embed.patch_size

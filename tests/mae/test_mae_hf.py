@@ -17,15 +17,6 @@ from vitfas.weights.mae import convert_hf_mae, load_mae, load_mae_encoder, mae_c
 transformers = pytest.importorskip("transformers")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on the shared 2-core machine, two OpenMP threads competing with
-    other jobs make these tiny models ~30x slower (spin-waiting)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _with_hf_sincos(hf):
     """Fill HF's fixed position embeddings with HF's own sin-cos code.

@@ -26,15 +26,6 @@ TINY = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on the shared 2-core machine, two OpenMP threads competing with
-    other jobs make these tiny models ~30x slower (spin-waiting)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _smooth_image(rng: np.random.Generator, size: int = 40) -> np.ndarray:
     y, x = np.mgrid[0:size, 0:size] / size

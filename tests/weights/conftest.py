@@ -29,15 +29,6 @@ def _randomise(model: nn.Module, seed: int = 0) -> nn.Module:
     return model.eval()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread while these tests run: on a shared, busy machine this is 4-5x
-    faster (wall clock) than torch's default thread pool; restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="session")
 def randomise() -> Callable[..., nn.Module]:

@@ -204,7 +204,6 @@ def test_bare_timm_file_error_suggests_matching_names(tmp_path, timm_tiny):
 def test_deit_distilled_checkpoint_resampled_like_timm(tmp_path) -> None:
     """Two prefix tokens (class + distillation) keep their positions when resampling."""
     timm = pytest.importorskip("timm")
-    torch.set_num_threads(1)
     ref = timm.create_model("deit_tiny_distilled_patch16_224").eval()
     path = tmp_path / "deit.pth"
     torch.save(ref.state_dict(), path)

@@ -127,13 +127,17 @@ def run_ocim(args: argparse.Namespace) -> int:
 
 def run_prepare(args: argparse.Namespace) -> int:
     from vitfas.data.prepare import prepare
+    from vitfas.train.distributed import init_distributed
 
+    info = init_distributed("cpu")  # under torchrun: the inputs are shared over the ranks
     recipe = CropRecipe(detector=args.detector, scale=args.scale, size=args.size,
                         pad=args.pad)
     s = prepare(args.manifest, args.output, recipe=recipe,
                 frames=None if args.all_frames else args.frames, image_format=args.format,
                 workers=args.workers, overwrite=args.overwrite,
                 progress=not getattr(args, "quiet", False))
+    if info.rank != 0:
+        return 0
     if args.json:
         print(json.dumps({k: v for k, v in s.items() if k != "failures"}
                          | {"failures": s["failures"][:1000]}))

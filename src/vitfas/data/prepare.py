@@ -45,8 +45,9 @@ from vitfas.data.manifest import (
     write_manifest,
 )
 from vitfas.data.video import is_video_file, read_frame, sample_frames
-from vitfas.errors import BadConfigError, BadImageError, BadVideoError
+from vitfas.errors import BadConfigError, BadDataError, BadImageError, BadVideoError
 from vitfas.faces import CropRecipe, Face
+from vitfas.train.distributed import barrier, broadcast_object, get_rank, shard_indices
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +181,11 @@ def prepare(
 ) -> dict[str, Any]:
     """Prepare face crops for every row of ``manifest`` into ``out_dir`` (resumable).
 
+    Under torchrun (process group started, e.g. by ``vitfas data prepare``) each rank takes a
+    contiguous share of the inputs still to do; every input's result is its own part file,
+    so the merged manifest is the same, in the same order, as in one process. Rank 0 writes
+    the merged files; ``out_dir`` must be visible to every rank (shared filesystem).
+
     Args:
         manifest: input manifest (videos and/or images).
         out_dir: output folder (created).
@@ -215,21 +221,27 @@ def prepare(
                 raise BadConfigError(
                     f"{cfg_file}: this folder was prepared with other settings {old}; "
                     f"now {cfg}. Use another folder or --overwrite")
-            for p in parts.glob("*.json") if parts.is_dir() else []:
-                p.unlink()
-    parts.mkdir(exist_ok=True)
-    cfg_file.write_text(json.dumps(cfg, indent=2) + "\n")
+            if get_rank() == 0:
+                for p in parts.glob("*.json") if parts.is_dir() else []:
+                    p.unlink()
+    if get_rank() == 0:  # under torchrun: rank 0 sets the folder up, the others wait
+        parts.mkdir(exist_ok=True)
+        cfg_file.write_text(json.dumps(cfg, indent=2) + "\n")
+    barrier()
 
     units = []
     for r in rows:
         src = resolve_path(manifest, r)
         units.append((r, str(src), str(out), settings, _unit_key(src, r.get("frame", ""))))
-    done = {p.stem for p in parts.glob("*.json")}
-    todo = [u for u in units if u[4] not in done]
-    reused = len(units) - len(todo)
+    # rank 0's view of what is done, so that every rank shards the same list
+    done = broadcast_object({p.stem for p in parts.glob("*.json")})
+    all_todo = [u for u in units if u[4] not in done]
+    todo = [all_todo[i] for i in shard_indices(len(all_todo))]  # all of it in one process
+    reused = len(units) - len(all_todo)
     if reused:
         log.info("resuming: %d of %d inputs already prepared", reused, len(units))
-    bar = tqdm(total=len(todo), desc="prepare", unit="input", disable=not progress)
+    bar = tqdm(total=len(todo), desc="prepare", unit="input",
+               disable=not progress or get_rank() != 0)
     try:
         if workers <= 1 or len(todo) <= 1:
             recipe.face_detector  # noqa: B018 - build once, fail early on a bad detector
@@ -251,6 +263,12 @@ def prepare(
                         on_unit(key)
     finally:
         bar.close()
+    barrier()  # every rank's parts are written; each rank reads them all below
+    missing = [u[4] for u in units if not (parts / f"{u[4]}.json").is_file()]
+    if missing:
+        raise BadDataError(
+            f"{parts}: {len(missing)} prepared input(s) missing (first: {missing[0]}); under "
+            "torchrun on several nodes the output folder must be on a shared filesystem")
 
     out_rows: list[dict[str, str]] = []
     out_manifest_path = out / "manifest.csv"
@@ -276,18 +294,22 @@ def prepare(
                 x["path"] = x["source_path"]
             out_rows.append(x)
         failures.extend(res["failures"])
-    out_manifest = write_manifest(out / "manifest.csv", out_rows)
-    write_manifest_like(out / "failures.csv", failures, FAILURE_COLUMNS)
+    out_manifest = out / "manifest.csv"
+    if get_rank() == 0:
+        out_manifest = write_manifest(out / "manifest.csv", out_rows)
+        write_manifest_like(out / "failures.csv", failures, FAILURE_COLUMNS)
     total = {k: sum(c[k] for c in per.values()) for k in
              ("inputs", "crops", "no_face_frames", "no_face_inputs", "unreadable")}
     summary = {
         "manifest": str(out_manifest), "failures_csv": str(out / "failures.csv"),
-        "datasets": per, "total": total, "processed": len(todo), "reused": reused,
+        "datasets": per, "total": total, "processed": len(all_todo), "reused": reused,
         "recipe": recipe.to_dict(), "frames": frames,
         "failures": failures,
     }
-    (out / "summary.json").write_text(json.dumps(
-        {k: v for k, v in summary.items() if k != "failures"}, indent=2) + "\n")
+    if get_rank() == 0:
+        (out / "summary.json").write_text(json.dumps(
+            {k: v for k, v in summary.items() if k != "failures"}, indent=2) + "\n")
+    barrier()
     return summary
 
 

@@ -36,6 +36,7 @@ from vitfas.metrics.core import (
     select_threshold,
 )
 from vitfas.metrics.report import pct, write_report
+from vitfas.train.distributed import distributed_map, get_rank, init_distributed
 
 log = logging.getLogger(__name__)
 
@@ -149,22 +150,31 @@ def score_manifest(
     if todo:
         cfg_size = getattr(bundle.model.config, "img_size", (224, 224))
         size = tuple(bundle.preprocessing.get("img_size") or cfg_size)
-        safe = _Safe(ds, todo, (3, *size))
-        loader = torch.utils.data.DataLoader(safe, batch_size=batch_size, shuffle=False,
-                                             num_workers=num_workers)
-        bar = tqdm(total=len(todo), desc="scoring", unit="img", disable=not progress)
-        for imgs, js, ok in loader:
-            logits = model(imgs.to(device))
-            p = torch.softmax(logits.float(), dim=-1)[:, bundle.live_index].cpu().numpy()
-            for j, okj, pj in zip(js.tolist(), ok.tolist(), p.tolist()):
-                i = todo[j]
-                if okj:
-                    scores[i] = pj
-                else:
-                    unreadable.append(i)
-                    fta[i] = True
-            bar.update(len(js))
-        bar.close()
+
+        @torch.inference_mode()
+        def score_rows(chunk: Sequence[int]) -> list[float | None]:
+            out: list[float | None] = [None] * len(chunk)
+            loader = torch.utils.data.DataLoader(_Safe(ds, chunk, (3, *size)),
+                                                 batch_size=batch_size, shuffle=False,
+                                                 num_workers=num_workers)
+            bar = tqdm(total=len(chunk), desc="scoring", unit="img",
+                       disable=not progress or get_rank() != 0)
+            for imgs, js, ok in loader:
+                logits = model(imgs.to(device))
+                p = torch.softmax(logits.float(), dim=-1)[:, bundle.live_index].cpu().tolist()
+                for j, okj, pj in zip(js.tolist(), ok.tolist(), p):
+                    out[j] = pj if okj else None
+                bar.update(len(js))
+            bar.close()
+            return out
+
+        # under torchrun each rank scores a contiguous share; all ranks get every score
+        for i, pj in zip(todo, distributed_map(score_rows, todo)):
+            if pj is None:
+                unreadable.append(i)
+                fta[i] = True
+            else:
+                scores[i] = pj
     return ScoredManifest(rows, scores, fta, sorted(unreadable))
 
 
@@ -291,7 +301,7 @@ def run_eval(
         "fta_rule": "fta column 1/true/yes, empty path, or unreadable image",
     }
     payload: dict[str, Any] = {"meta": meta, **{lvl: res for lvl, (res, _) in levels.items()}}
-    if out_dir is not None:
+    if out_dir is not None and get_rank() == 0:  # under torchrun rank 0 writes the report
         out = Path(out_dir)
         files = write_report(out, levels, title=f"vitfas eval: {bundle.model_id}", meta=meta)
         _write_scores_csv(out / "scores.csv", sm)
@@ -384,13 +394,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Entry point of ``vitfas eval``."""
+    """Entry point of ``vitfas eval`` (under torchrun the rows are shared over the ranks)."""
+    info = init_distributed(args.device)
+    device = str(info.device) if info.world_size > 1 else args.device
     payload = run_eval(
         args.bundle, args.manifest, dev_split=args.dev_split, test_split=args.test_split,
         criterion=args.criterion, threshold=args.threshold, attack_fta=args.attack_fta,
         out_dir=args.output, batch_size=args.batch_size, num_workers=args.workers,
-        device=args.device, progress=not getattr(args, "quiet", False),
+        device=device, progress=not getattr(args, "quiet", False),
     )
+    if info.rank != 0:
+        return 0
     if args.json:
         print(json.dumps(payload, indent=2))
     else:

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from vitfas.models.pos_embed import resample_pos_embed, sincos_2d
 from vitfas.models.registry import register_model
 from vitfas.models.vit import VisionTransformer, ViTConfig, vit_config
 
@@ -118,27 +117,10 @@ class DistilledVisionTransformer(VisionTransformer):
         """Parameter names conventionally excluded from weight decay."""
         return super().no_weight_decay() | {"dist_token"}
 
-    def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, h, w, D]`` patch grid -> ``[B, 2 + h*w, D]`` (class, dist, patches)."""
-        B, h, w, D = x.shape
-        c = self.config
-        x = x.reshape(B, h * w, D)
-        if c.pos_embed == "sincos":
-            x = x + sincos_2d((h, w), D, dtype=x.dtype, device=x.device)
-        pos = self.pos_embed
-        if pos is not None and (h, w) != c.grid_size:
-            pos = resample_pos_embed(
-                pos, (h, w), c.grid_size,
-                num_prefix_tokens=self.num_prefix_tokens if c.pos_embed_on_prefix else 0,
-                interpolation=c.pos_embed_interp, antialias=c.pos_embed_antialias,
-            )
-        if pos is not None and not c.pos_embed_on_prefix:
-            x = x + pos
-        x = torch.cat([self.cls_token.expand(B, -1, -1), self.dist_token.expand(B, -1, -1), x],
-                      dim=1)
-        if pos is not None and c.pos_embed_on_prefix:
-            x = x + pos
-        return self.pos_drop(x)
+    def _prefix_tokens(self, batch: int) -> list[torch.Tensor]:
+        """Class token, distillation token, then any registers: each ``[B, n, D]``."""
+        tokens = [t for t in (self.cls_token, self.dist_token, self.reg_token) if t is not None]
+        return [t.expand(batch, -1, -1) for t in tokens]
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, N, D] -> [B, D]``: the mean of the class and distillation tokens."""

@@ -23,8 +23,6 @@ the smallest noise are kept, in that (shuffled) order; ``mask`` is ``[B, N]`` wi
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
@@ -32,23 +30,15 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from vitfas.models._config import ConfigDict, to_pair
 from vitfas.models.attention import Block
 from vitfas.models.pos_embed import resample_pos_embed, sincos_2d
 from vitfas.models.registry import register_model
 from vitfas.models.vit import PatchEmbed, VisionTransformer, ViTConfig
 
 
-def _pair(v: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(v, int):
-        return (v, v)
-    t = tuple(int(i) for i in v)
-    if len(t) != 2:
-        raise ValueError(f"expected an int or a pair (H, W), got {v!r}")
-    return t  # type: ignore[return-value]
-
-
 @dataclass(frozen=True)
-class MAEConfig:
+class MAEConfig(ConfigDict):
     """Every choice that shapes a :class:`MaskedAutoencoderViT`.
 
     Attributes:
@@ -84,7 +74,7 @@ class MAEConfig:
     drop_path_rate: float = 0.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "img_size", _pair(self.img_size))
+        object.__setattr__(self, "img_size", to_pair(self.img_size))
         checks = [
             (self.patch_size > 0, f"patch_size must be positive, got {self.patch_size}"),
             (self.embed_dim % self.num_heads == 0,
@@ -126,20 +116,6 @@ class MAEConfig:
         """Pixels per patch, ``P * P * C`` (the decoder's output width)."""
         return self.patch_size**2 * self.in_chans
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict (tuples become lists)."""
-        d = dataclasses.asdict(self)
-        d["img_size"] = list(self.img_size)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> MAEConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error that lists the valid ones."""
-        valid = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - valid)
-        if unknown:
-            raise ValueError(f"unknown MAEConfig keys {unknown}; valid keys: {sorted(valid)}")
-        return cls(**d)
 
 
 def num_visible(num_patches: int, mask_ratio: float) -> int:

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from vitfas.models._config import ConfigDict, to_pair
 from vitfas.models.attention import DropPath, Mlp
 from vitfas.models.pos_embed import relative_position_index
 from vitfas.models.registry import register_model
@@ -36,17 +37,8 @@ from vitfas.models.registry import register_model
 MASK_VALUE = -100.0  # what the reference implementation adds for cross-region pairs
 
 
-def _pair(v: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(v, int):
-        return (v, v)
-    t = tuple(int(i) for i in v)
-    if len(t) != 2:
-        raise ValueError(f"expected an int or a pair (H, W), got {v!r}")
-    return t  # type: ignore[return-value]
-
-
 @dataclass(frozen=True)
-class SwinConfig:
+class SwinConfig(ConfigDict):
     """Every choice that shapes a :class:`SwinTransformer`.
 
     Attributes:
@@ -85,8 +77,8 @@ class SwinConfig:
     global_pool: Literal["avg"] = "avg"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "img_size", _pair(self.img_size))
-        object.__setattr__(self, "window_size", _pair(self.window_size))
+        object.__setattr__(self, "img_size", to_pair(self.img_size))
+        object.__setattr__(self, "window_size", to_pair(self.window_size))
         object.__setattr__(self, "depths", tuple(int(d) for d in self.depths))
         object.__setattr__(self, "num_heads", tuple(int(h) for h in self.num_heads))
         checks = [
@@ -138,21 +130,6 @@ class SwinConfig:
             out.append((h, w))
         return out
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict (tuples become lists)."""
-        d = dataclasses.asdict(self)
-        for k in ("img_size", "window_size", "depths", "num_heads"):
-            d[k] = list(d[k])
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SwinConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error that lists the valid ones."""
-        valid = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - valid)
-        if unknown:
-            raise ValueError(f"unknown SwinConfig keys {unknown}; valid keys: {sorted(valid)}")
-        return cls(**d)
 
 
 def window_partition(x: torch.Tensor, window: tuple[int, int]) -> torch.Tensor:

@@ -24,21 +24,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from vitfas.models._config import ConfigDict, to_pair
 from vitfas.models.attention import Block
 from vitfas.models.pos_embed import RelativePositionBias, resample_pos_embed, sincos_2d
 
 
-def _pair(v: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(v, int):
-        return (v, v)
-    t = tuple(int(i) for i in v)
-    if len(t) != 2:
-        raise ValueError(f"expected an int or a pair (H, W), got {v!r}")
-    return t  # type: ignore[return-value]
-
-
 @dataclass(frozen=True)
-class ViTConfig:
+class ViTConfig(ConfigDict):
     """Every choice that shapes a :class:`VisionTransformer`.
 
     Attributes:
@@ -93,7 +85,7 @@ class ViTConfig:
     pos_embed_antialias: bool = True
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "img_size", _pair(self.img_size))
+        object.__setattr__(self, "img_size", to_pair(self.img_size))
         checks = [
             (self.patch_size > 0, f"patch_size must be positive, got {self.patch_size}"),
             (self.embed_dim % self.num_heads == 0,
@@ -135,20 +127,6 @@ class ViTConfig:
     def use_fc_norm(self) -> bool:
         return self.global_pool == "avg" if self.fc_norm is None else self.fc_norm
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict (tuples become lists)."""
-        d = dataclasses.asdict(self)
-        d["img_size"] = list(self.img_size)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ViTConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error that lists the valid ones."""
-        valid = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - valid)
-        if unknown:
-            raise ValueError(f"unknown ViTConfig keys {unknown}; valid keys: {sorted(valid)}")
-        return cls(**d)
 
 
 _VARIANTS: dict[str, tuple[int, int, int, float]] = {
@@ -334,6 +312,11 @@ class VisionTransformer(nn.Module):
                 f"img_size={tuple(x.shape[-2:])} or dynamic_img_size=True"
             )
 
+    def _prefix_tokens(self, batch: int) -> list[torch.Tensor]:
+        """The tokens put before the patches, each ``[B, n, D]``: class, then registers."""
+        tokens = [t for t in (self.cls_token, self.reg_token) if t is not None]
+        return [t.expand(batch, -1, -1) for t in tokens]
+
     def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, h, w, D]`` patch grid -> ``[B, N, D]`` tokens with prefix and positions."""
         B, h, w, D = x.shape
@@ -341,11 +324,7 @@ class VisionTransformer(nn.Module):
         x = x.reshape(B, h * w, D)
         if c.pos_embed == "sincos":
             x = x + sincos_2d((h, w), D, dtype=x.dtype, device=x.device)
-        prefix = []
-        if self.cls_token is not None:
-            prefix.append(self.cls_token.expand(B, -1, -1))
-        if self.reg_token is not None:
-            prefix.append(self.reg_token.expand(B, -1, -1))
+        prefix = self._prefix_tokens(B)
         pos = self.pos_embed
         if pos is not None and (h, w) != c.grid_size:
             pos = resample_pos_embed(

@@ -36,6 +36,7 @@ from torch.utils.data import Dataset
 from vitfas.errors import BadConfigError, BadDataError
 from vitfas.models.mae import MaskedAutoencoderViT
 from vitfas.train.config import load_config, save_config
+from vitfas.train.distributed import get_rank, is_fsdp
 from vitfas.train.engine import Engine, TrainerConfig, seed_everything, unwrap
 from vitfas.train.optim import OptimConfig
 
@@ -348,7 +349,9 @@ class MAEEngine(Engine):
         """Render the fixed images with the current weights (main rank only)."""
         if not self.is_main:
             return None
-        model = unwrap(self.model)
+        if self.full_model is None and is_fsdp(self.model):
+            return None  # sharded weights need every rank; rendered after fit (full_model)
+        model = self.full_model if self.full_model is not None else unwrap(self.model)
         path = render_reconstructions(
             model, self.vis_images.to(self.device), self.vis_noise.to(self.device),
             self.mean, self.std, self.run_dir / "vis" / f"step_{self.step:06d}.png",
@@ -498,6 +501,8 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(PretrainMAEConfig, args.config, args.overrides)
     summary = pretrain_mae(cfg, resume=args.resume, quiet=getattr(args, "quiet", False))
+    if get_rank() != 0:  # under torchrun rank 0 alone reports
+        return 0
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

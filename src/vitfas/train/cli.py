@@ -36,6 +36,10 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(TrainConfig, args.config, args.overrides)
     summary = run_training(cfg, resume=args.resume, quiet=args.quiet)
+    from vitfas.train.distributed import get_rank
+
+    if get_rank() != 0:  # under torchrun rank 0 alone reports
+        return 0
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
         return 0

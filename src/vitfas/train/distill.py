@@ -168,6 +168,7 @@ class Teacher(nn.Module):
                 torch.tensor([float(v) for v in s]).view(1, -1, 1, 1) for s in stats
             )
         self.class_index = list(class_index) if class_index is not None else None
+        self.train(False)
 
     def train(self, mode: bool = True) -> Teacher:
         """The teacher stays in eval mode whatever the caller asks."""

@@ -26,12 +26,20 @@ model (dropout, drop-path).
 Distributed-ready: the engine takes ``rank`` and ``world_size``; the sampler shards each
 epoch's order by rank; every file write (checkpoints, logs, progress bars) goes through
 :attr:`Engine.is_main`. No process-global state is changed except the RNG restore on resume.
+
+Under ``torchrun`` (see :mod:`vitfas.train.distributed` and docs/distributed.md) the engine
+starts the process group itself, wraps the model in DDP or FSDP2 (``trainer.strategy``),
+accumulates gradients over ``trainer.accum_steps`` micro-batches (synchronising only on
+the last), gives each rank its own model-side RNG stream, averages the logged loss over
+ranks and stores the *global* sample position in checkpoints, so a run resumes on any
+number of processes. Checkpoint saving is collective: every rank calls it.
 """
 
 from __future__ import annotations
 
 import copy
 import csv
+import itertools
 import logging
 import math
 import random
@@ -48,6 +56,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vitfas.errors import BadCheckpointError, BadConfigError, VitfasError
+from vitfas.train import distributed as dist_utils
 from vitfas.train.config import to_dict
 from vitfas.train.optim import OptimConfig, WarmupCosine, build_optimizer
 
@@ -97,6 +106,14 @@ class TrainerConfig:
         best_mode: ``min`` or ``max`` for ``best_metric``.
         device: ``auto`` (CUDA if available), ``cpu``, ``cuda`` or ``cuda:N``.
         seed: seeds model init (by the caller), data order and augmentation.
+        accum_steps: gradient accumulation: each optimiser step sums the gradients of this
+            many micro-batches of ``batch_size`` (synchronised across processes only on the
+            last). Global batch = ``batch_size * accum_steps * world_size``.
+        strategy: ``ddp`` (DistributedDataParallel) or ``fsdp`` (FSDP2 ``fully_shard``
+            per transformer block: sharded weights, gradients and optimiser state, for
+            models that do not fit one GPU). Ignored in a single process.
+        find_unused_parameters: DDP's option, for models with parameters that get no
+            gradient in some steps.
     """
 
     epochs: int = 10
@@ -114,8 +131,16 @@ class TrainerConfig:
     best_mode: Literal["min", "max"] = "min"
     device: str = "auto"
     seed: int = 0
+    accum_steps: int = 1
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    find_unused_parameters: bool = False
 
     def __post_init__(self) -> None:
+        if self.accum_steps < 1:
+            raise BadConfigError(f"trainer.accum_steps must be >= 1, got {self.accum_steps}")
+        if self.strategy not in ("ddp", "fsdp"):
+            raise BadConfigError(f"trainer.strategy must be 'ddp' or 'fsdp', got "
+                                 f"{self.strategy!r}")
         if self.epochs < 1:
             raise BadConfigError(f"trainer.epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
@@ -260,7 +285,14 @@ class ResumableSampler(Sampler):
             generator seeded by ``(seed, epoch)`` (its ``generator`` attribute, if any, is
             swapped for the draw) and after ``base.set_epoch(epoch)`` if it has one.
         shuffle: permute (True) or keep dataset order (False, for evaluation).
-        rank, world_size: shard each epoch's order (padded by wrapping to a multiple).
+        rank, world_size: shard each epoch's order (padded by wrapping to a multiple):
+            rank ``r`` takes global positions ``r, r + world_size, ...``.
+
+    Positions are global: ``set_epoch(epoch, start)`` skips the first ``start`` samples of
+    the epoch's (padded) order, whichever ranks consumed them, and a sample's augmentation
+    seed depends on its global position only. A run can therefore resume on a different
+    number of processes, and the first ``k`` optimiser steps see the same samples for any
+    world size with the same global batch.
     """
 
     def __init__(self, n: int, seed: int = 0, base: Sampler | None = None, shuffle: bool = True,
@@ -270,11 +302,16 @@ class ResumableSampler(Sampler):
         self.epoch, self.start = 0, 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
-        """Select the epoch, and skip the first ``start`` samples of this rank's shard."""
+        """Select the epoch, and skip its first ``start`` samples (global position: the
+        samples all ranks together have consumed)."""
         self.epoch, self.start = epoch, start
 
     def epoch_order(self, epoch: int) -> list[int]:
         """This rank's full sample order for ``epoch``."""
+        return self._padded_order(epoch)[self.rank :: self.world_size]
+
+    def _padded_order(self, epoch: int) -> list[int]:
+        """The epoch's global order, padded by wrapping to a multiple of the world size."""
         g = torch.Generator().manual_seed(_mix(self.seed, epoch, 1))
         if self.base is not None:
             if hasattr(self.base, "set_epoch"):
@@ -295,17 +332,32 @@ class ResumableSampler(Sampler):
         if self.world_size > 1:
             total = math.ceil(len(order) / self.world_size) * self.world_size
             order = (order * math.ceil(total / max(len(order), 1)))[:total]
-            order = order[self.rank :: self.world_size]
         return order
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        order = self.epoch_order(self.epoch)
-        for pos in range(self.start, len(order)):
-            yield order[pos], _mix(self.seed, self.epoch, pos, self.rank, 3)
+        order = self._padded_order(self.epoch)
+        for pos in range(self.start + self.rank, len(order), self.world_size):
+            yield order[pos], _mix(self.seed, self.epoch, pos, 0, 3)
 
     def __len__(self) -> int:
         m = len(self.base) if self.base is not None else self.n
-        return math.ceil(m / self.world_size) - self.start
+        total = math.ceil(m / self.world_size) * self.world_size
+        return len(range(self.start + self.rank, total, self.world_size))
+
+
+class _RangeSampler(Sampler):
+    """Items ``indices`` of an unshuffled epoch-0 order, with the seeds
+    :class:`ResumableSampler` gives them (a shard of an evaluation loader)."""
+
+    def __init__(self, indices: range, seed: int) -> None:
+        self.indices, self.seed = indices, seed
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        for i in self.indices:
+            yield i, _mix(self.seed, 0, i, 0, 3)
+
+    def __len__(self) -> int:
+        return len(self.indices)
 
 
 class SeededDataset(Dataset):
@@ -456,7 +508,9 @@ class Engine:
         eval_set: optional dataset for ``task.evaluate``.
         sampler: optional base sampler for training order (see :class:`ResumableSampler`).
         collate_fn: optional DataLoader collate function.
-        rank, world_size: process position under ``torch.distributed`` (1 process: 0, 1).
+        rank, world_size: process position under ``torch.distributed``; ``None`` (the
+            default): from torchrun's environment, starting the process group if needed
+            (:func:`vitfas.train.distributed.init_distributed`); 0 and 1 without torchrun.
         quiet: no progress bars.
         run_config: the resolved run configuration, stored in checkpoints.
     """
@@ -473,36 +527,58 @@ class Engine:
         eval_set: Dataset | None = None,
         sampler: Sampler | None = None,
         collate_fn: Callable[[list[Any]], Any] | None = None,
-        rank: int = 0,
-        world_size: int = 1,
+        rank: int | None = None,
+        world_size: int | None = None,
         quiet: bool = False,
         run_config: Any = None,
     ) -> None:
         self.cfg, self.optim_cfg, self.task = cfg, optim_cfg, task
         self.run_dir = Path(run_dir)
+        if rank is None or world_size is None:
+            info = dist_utils.init_distributed(cfg.device)
+            rank, world_size, self.device = info.rank, info.world_size, info.device
+        else:
+            self.device = resolve_device(cfg.device)
         self.rank, self.world_size = rank, world_size
         self.is_main = rank == 0
         self.quiet = quiet
         self.run_config = to_dict(run_config) if run_config is not None else None
-        self.device = resolve_device(cfg.device)
         if cfg.precision == "fp16" and self.device.type != "cuda":
             raise BadConfigError("trainer.precision=fp16 needs a CUDA device; use bf16 on CPU")
+        self.distributed = world_size > 1 and dist_utils.is_distributed()
+        if self.distributed and cfg.strategy == "fsdp" and cfg.ema_decay > 0:
+            raise BadConfigError("trainer.ema_decay > 0 is not supported with "
+                                 "trainer.strategy=fsdp (the EMA would need the full weights "
+                                 "on every GPU); set trainer.ema_decay=0 or use ddp")
+        if self.distributed and cfg.strategy == "fsdp" and cfg.precision == "fp16":
+            raise BadConfigError("trainer.precision=fp16 is not supported with "
+                                 "trainer.strategy=fsdp (untested gradient scaling of sharded "
+                                 "gradients); use trainer.precision=bf16")
+        # FSDP shards in place: keep an empty (meta) copy to rebuild full weights on rank 0
+        self._template = copy.deepcopy(model).to("meta") \
+            if self.distributed and cfg.strategy == "fsdp" else None
+        self.full_model: nn.Module | None = None
         self.model = model.to(self.device)
         self.train_set, self.eval_set = train_set, eval_set
         self.collate_fn = collate_fn
         self.sampler = ResumableSampler(len(train_set), cfg.seed, sampler,  # type: ignore[arg-type]
                                         True, rank, world_size)
-        self.steps_per_epoch = len(self.sampler) // cfg.batch_size
+        self.step_batch = cfg.batch_size * cfg.accum_steps  # per process per optimiser step
+        self.steps_per_epoch = len(self.sampler) // self.step_batch
         if self.steps_per_epoch < 1:
             raise BadConfigError(
                 f"the training set has {len(self.sampler)} samples per process, fewer than "
-                f"one batch of trainer.batch_size={cfg.batch_size}"
+                f"one batch of trainer.batch_size={cfg.batch_size} x trainer.accum_steps="
+                f"{cfg.accum_steps}"
             )
         self.total_steps = self.steps_per_epoch * cfg.epochs
+        self.ema = ModelEma(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        if self.distributed:
+            self.model = dist_utils.wrap_model(self.model, cfg.strategy, self.device,
+                                               cfg.find_unused_parameters)
         self.optimizer = build_optimizer(unwrap(self.model), optim_cfg)
         self.schedule = WarmupCosine.from_config(optim_cfg, self.steps_per_epoch, cfg.epochs)
         self.scaler = (torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None)
-        self.ema = ModelEma(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.writer = RunWriter(self.run_dir, enabled=self.is_main)
         self.step = 0
         self.epoch = 0
@@ -521,27 +597,42 @@ class Engine:
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     def eval_model(self) -> nn.Module:
-        """The weights used for evaluation: the EMA when enabled and ``ema_eval``."""
+        """The weights used for evaluation: the EMA when enabled and ``ema_eval``.
+
+        Under FSDP, after :meth:`fit`, rank 0 gets an unsharded copy (:attr:`full_model`)
+        that it can run alone (e.g. to score and write the bundle).
+        """
+        if self.full_model is not None:
+            return self.full_model
         if self.ema is not None and self.cfg.ema_eval:
             return self.ema.module
         return unwrap(self.model)
 
-    def make_loader(self, dataset: Dataset, batch_size: int | None = None) -> DataLoader:
+    def make_loader(self, dataset: Dataset, batch_size: int | None = None,
+                    indices: range | None = None) -> DataLoader:
         """A deterministic loader in dataset order (for evaluation).
 
         Any randomness in the dataset's transform is seeded per item, so results do not
-        depend on the worker count or on the training RNG.
+        depend on the worker count or on the training RNG. ``indices`` (a contiguous range)
+        restricts it to those items, seeded as in the whole-set loader.
         """
-        order = ResumableSampler(len(dataset), self.cfg.seed, shuffle=False)  # type: ignore
+        order: Sampler = ResumableSampler(len(dataset), self.cfg.seed, shuffle=False)  # type: ignore
+        if indices is not None:
+            order = _RangeSampler(indices, self.cfg.seed)
         return DataLoader(SeededDataset(dataset), batch_size=batch_size or self.cfg.batch_size,
                           sampler=order, num_workers=self.cfg.num_workers,
                           collate_fn=self.collate_fn, pin_memory=self.device.type == "cuda",
                           generator=torch.Generator().manual_seed(_mix(self.cfg.seed, 5)))
 
+    @property
+    def global_batch(self) -> int:
+        """Samples per optimiser step over all processes."""
+        return self.step_batch * self.world_size
+
     def _train_loader(self, epoch: int, start_batch: int) -> DataLoader:
-        self.sampler.set_epoch(epoch, start_batch * self.cfg.batch_size)
+        self.sampler.set_epoch(epoch, start_batch * self.global_batch)
         return DataLoader(
-            SeededDataset(self.train_set), batch_size=self.cfg.batch_size, sampler=self.sampler,
+            SeededDataset(self.train_set), batch_size=self.step_batch, sampler=self.sampler,
             num_workers=self.cfg.num_workers, collate_fn=self.collate_fn, drop_last=True,
             pin_memory=self.device.type == "cuda",
             generator=torch.Generator().manual_seed(_mix(self.cfg.seed, epoch, 4)),
@@ -550,16 +641,25 @@ class Engine:
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self, full: bool = True) -> dict[str, Any]:
         """Everything needed to continue bit-for-bit (``full=False``: the weights, EMA
-        weights and counters only, as in ``best.pt``)."""
+        weights and counters only, as in ``best.pt``).
+
+        Collective under ``torch.distributed`` (every rank must call it): the RNG states of
+        all ranks are gathered and, under FSDP, the full weights and optimiser state.
+        """
+        msd, osd = dist_utils.full_state_dicts(self.model, self.optimizer if full else None,
+                                               unwrap(self.model))
         sd: dict[str, Any] = {
             "format": CHECKPOINT_FORMAT,
             "version": 1,
             "full": full,
-            "model": unwrap(self.model).state_dict(),
+            "model": msd,
             "ema": self.ema.module.state_dict() if self.ema is not None else None,
             "step": self.step,
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
+            "samples_in_epoch": self.batch_in_epoch * self.global_batch,
+            "global_batch": self.global_batch,
+            "world_size": self.world_size,
             "best_value": self.best_value,
             "best_epoch": self.best_epoch,
             "history": self.history,
@@ -568,23 +668,30 @@ class Engine:
             "trainer": to_dict(self.cfg),
         }
         if full:
-            sd["optimizer"] = self.optimizer.state_dict()
+            sd["optimizer"] = osd
+            sd["optimizer_format"] = self._optim_format()
             sd["scaler"] = self.scaler.state_dict() if self.scaler is not None else None
+            sd["rng_ranks"] = dist_utils.all_gather_objects(rng_state()) \
+                if self.distributed else None
             if hasattr(self.task, "state_dict"):
                 sd["task"] = self.task.state_dict()
         else:
             del sd["rng"]
         return sd
 
+    def _optim_format(self) -> str:
+        return "fqn" if dist_utils.is_fsdp(self.model) else "ids"
+
     def save_checkpoint(self, name: str, full: bool = True) -> Path | None:
-        """Write ``run_dir/name`` atomically (main rank only); ``full=False`` leaves out the
-        optimiser, scaler and RNG state (not resumable)."""
-        if not self.is_main:
+        """Write ``run_dir/name`` atomically (main rank only; every rank must call it);
+        ``full=False`` leaves out the optimiser, scaler and RNG state (not resumable)."""
+        sd = self.state_dict(full) if self.is_main or self.distributed else None
+        if not self.is_main or sd is None:
             return None
         self.run_dir.mkdir(parents=True, exist_ok=True)
         path = self.run_dir / name
         tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(self.state_dict(full), tmp)
+        torch.save(sd, tmp)
         tmp.replace(path)
         return path
 
@@ -605,13 +712,23 @@ class Engine:
             )
         if self.run_config is not None and sd.get("config") is not None:
             old, new = _flatten(sd["config"]), _flatten(self.run_config)
+            same_batch = int(sd.get("global_batch") or 0) == self.global_batch
             changed = sorted(k for k in set(old) | set(new)
-                             if old.get(k) != new.get(k) and not k.endswith("max_steps"))
+                             if old.get(k) != new.get(k) and not k.endswith("max_steps")
+                             and not (same_batch and k.endswith(("trainer.batch_size",
+                                                                 "trainer.accum_steps"))))
             if changed:
                 log.warning("resuming with a changed configuration (%s); the run will not "
                             "match an uninterrupted one", ", ".join(changed))
-        unwrap(self.model).load_state_dict(sd["model"])
-        self.optimizer.load_state_dict(sd["optimizer"])
+        fmt = sd.get("optimizer_format", "ids")
+        if fmt != self._optim_format():
+            raise BadCheckpointError(
+                f"{p} was written with trainer.strategy="
+                f"{'fsdp' if fmt == 'fqn' else 'ddp (or one process)'}; resume it with the "
+                "same strategy"
+            )
+        dist_utils.load_full_state_dicts(self.model, self.optimizer, unwrap(self.model),
+                                         sd["model"], sd["optimizer"])
         if self.scaler is not None and sd.get("scaler"):
             self.scaler.load_state_dict(sd["scaler"])
         if self.ema is not None:
@@ -621,25 +738,71 @@ class Engine:
         if hasattr(self.task, "load_state_dict") and sd.get("task") is not None:
             self.task.load_state_dict(sd["task"])
         self.step, self.epoch = int(sd["step"]), int(sd["epoch"])
-        self.batch_in_epoch = int(sd["batch_in_epoch"])
+        self.batch_in_epoch = self._resume_position(sd)
         self.best_value, self.best_epoch = sd["best_value"], sd["best_epoch"]
         self.history = list(sd.get("history") or [])
-        set_rng_state(sd["rng"])
+        ranks = sd.get("rng_ranks")
+        if not ranks and self.world_size == 1:
+            set_rng_state(sd["rng"])
+        elif ranks and len(ranks) == self.world_size:
+            set_rng_state(ranks[self.rank])
+        else:  # another world size: fresh per-rank model-side RNG streams
+            log.info("checkpoint from %d process(es), resuming on %d: dropout/drop-path RNG "
+                     "reseeded per rank", len(ranks or [0]), self.world_size)
+            seed_everything(_mix(self.cfg.seed, self.rank, self.step, 6))
         log.info("resumed from %s at step %d (epoch %d, batch %d)", p, self.step,
                  self.epoch + 1, self.batch_in_epoch)
 
+    def _resume_position(self, sd: Mapping[str, Any]) -> int:
+        """Optimiser steps already done in the checkpoint's epoch, for this run's layout."""
+        samples = sd.get("samples_in_epoch")
+        if samples is None:  # checkpoint from before distributed support
+            return int(sd["batch_in_epoch"])
+        old_gb = int(sd.get("global_batch") or self.global_batch)
+        if old_gb != self.global_batch:
+            log.warning(
+                "global batch changed from %d to %d (trainer.batch_size x trainer.accum_steps "
+                "x processes = %d x %d x %d): the learning-rate schedule of the rest of the "
+                "run differs from an uninterrupted one", old_gb, self.global_batch,
+                self.cfg.batch_size, self.cfg.accum_steps, self.world_size)
+        done, rest = divmod(int(samples), self.global_batch)
+        if rest:
+            log.warning("the checkpoint stopped %d samples into epoch %d, not a multiple of the "
+                        "new global batch %d; resuming at sample %d (%d samples seen again)",
+                        samples, int(sd["epoch"]) + 1, self.global_batch,
+                        done * self.global_batch, rest)
+        return done
+
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> dict[str, float]:
-        """Run ``task.evaluate`` on the eval set with the evaluation weights."""
+        """Run ``task.evaluate`` on the eval set with the evaluation weights.
+
+        Under DDP, a task that also has ``predict(model, loader) -> Tensor | tuple of
+        Tensors`` (first dimension = samples, in loader order) and
+        ``evaluate_predictions(predictions) -> metrics`` is evaluated sharded: each rank
+        predicts a contiguous share of the set, the predictions are gathered in order and
+        the metrics computed from all of them (no sample dropped or repeated). Otherwise
+        (and under FSDP, whose forward needs every rank) every rank evaluates the whole set.
+        Rank 0's numbers are returned on all ranks, so they agree on the best checkpoint.
+        """
         if self.eval_set is None or not isinstance(self.task, _Evaluates):
             return {}
         model = self.eval_model()
         was = model.training
         model.eval()
+        sharded = self.distributed and not dist_utils.is_fsdp(self.model) and \
+            hasattr(self.task, "predict") and hasattr(self.task, "evaluate_predictions")
         with _forked_rng(), torch.no_grad(), self.autocast():
-            metrics = self.task.evaluate(model, self.make_loader(self.eval_set))
+            if sharded:
+                share = dist_utils.shard_indices(len(self.eval_set))  # type: ignore[arg-type]
+                local = self.task.predict(  # type: ignore[attr-defined]
+                    model, self.make_loader(self.eval_set, indices=share))
+                preds = dist_utils.gather_concat(local)
+                metrics = self.task.evaluate_predictions(preds)  # type: ignore[attr-defined]
+            else:
+                metrics = self.task.evaluate(model, self.make_loader(self.eval_set))
         model.train(was)
-        return {k: float(v) for k, v in metrics.items()}
+        return dist_utils.broadcast_object({k: float(v) for k, v in metrics.items()})
 
     def _is_better(self, value: float) -> bool:
         """Better or equal: on a tie the later (longer-trained) epoch wins, which matters
@@ -666,20 +829,49 @@ class Engine:
             )
 
     def train_step(self, batch: Any, epoch: int) -> dict[str, float]:
-        """One optimiser step on ``batch``; returns the logged values."""
+        """One optimiser step on ``batch``; returns the logged values.
+
+        ``batch`` holds ``batch_size * accum_steps`` samples; it is split into
+        ``accum_steps`` micro-batches whose gradients are summed (each loss weighted by its
+        share of the batch), synchronised across processes on the last one only. Logged
+        values are averaged over micro-batches and processes.
+        """
         lr = self.schedule.apply(self.optimizer, self.step)
         batch = to_device(batch, self.device)
-        with self.autocast():
-            loss, logs = self.task.training_step(self.model, batch)
-        self._guard(loss, None, epoch)
+        micro = split_batch(batch, self.cfg.accum_steps) if self.cfg.accum_steps > 1 \
+            else [(batch, 1.0)]
         self.optimizer.zero_grad(set_to_none=True)
+        loss_sum = torch.zeros((), device=self.device)
+        log_sums: dict[str, float] = {}
+        for i, (mb, weight) in enumerate(micro):
+            with dist_utils.no_sync(self.model, i < len(micro) - 1):
+                with self.autocast():
+                    loss, logs = self.task.training_step(self.model, mb)
+                if not self.distributed:  # distributed: guarded after the synchronisation
+                    self._guard(loss, None, epoch)
+                scaled = loss * weight if weight != 1.0 else loss
+                if self.scaler is not None:
+                    self.scaler.scale(scaled).backward()
+                else:
+                    scaled.backward()
+            loss_sum = loss_sum + loss.detach().float() * weight
+            for k, v in logs.items():
+                log_sums[k] = log_sums.get(k, 0.0) + float(v) * weight
         if self.scaler is not None:
-            self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
-        else:
-            loss.backward()
         max_norm = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self._trainable, max_norm)
+        if hasattr(grad_norm, "full_tensor"):  # FSDP2: a DTensor
+            grad_norm = grad_norm.full_tensor()
+        keys = sorted(log_sums)
+        if self.distributed:  # the same numbers on every rank: logs and the guard agree
+            packed = torch.tensor([float(loss_sum), *(log_sums[k] for k in keys)],
+                                  dtype=torch.float64, device=self.device)
+            packed = dist_utils.all_reduce_mean(packed).tolist()
+            loss_sum = torch.tensor(packed[0])
+            log_sums = dict(zip(keys, packed[1:]))
+        loss = loss_sum
+        logs = log_sums
         self._guard(loss, grad_norm, epoch)
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
@@ -700,6 +892,8 @@ class Engine:
         """
         if resume:
             self.load_checkpoint(self.run_dir / "last.pt" if resume is True else resume)
+        elif self.distributed:  # one model-side RNG stream (dropout, drop-path) per rank
+            seed_everything(_mix(self.cfg.seed, self.rank, 6))
         self.writer.start(self.step if resume else None)
         cfg = self.cfg
         self.model.train()
@@ -740,6 +934,11 @@ class Engine:
                     break
         finally:
             self.writer.close()
+        if self._template is not None:  # collective: full weights into a plain copy on rank 0
+            msd, _ = dist_utils.full_state_dicts(self.model, None, unwrap(self.model))
+            if self.is_main:
+                self.full_model = self._template.to_empty(device=self.device)
+                self.full_model.load_state_dict(msd)
         best = self.run_dir / "best.pt"
         return FitResult(
             step=self.step, epoch=self.epoch, finished=self.epoch >= cfg.epochs,
@@ -776,6 +975,59 @@ class Engine:
         else:
             self.best_epoch = epoch + 1
             self.save_checkpoint("best.pt", full=False)
+
+
+def _batch_len(batch: Any) -> int | None:
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0]) if batch.dim() else None
+    if isinstance(batch, Mapping):
+        values: Sequence[Any] = list(batch.values())
+    elif isinstance(batch, (list, tuple)):
+        values = batch
+        if values and not any(isinstance(v, (torch.Tensor, Mapping, list, tuple))
+                              for v in values):
+            return len(values)  # a collated list of per-sample values (e.g. strings)
+    else:
+        return None
+    for v in values:
+        n = _batch_len(v)
+        if n is not None:
+            return n
+    return None
+
+
+def _take(batch: Any, lo: int, hi: int, n: int) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch[lo:hi] if batch.dim() and batch.shape[0] == n else batch
+    if isinstance(batch, Mapping):
+        return {k: _take(v, lo, hi, n) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        if batch and len(batch) == n and not any(
+                isinstance(v, (torch.Tensor, Mapping, list, tuple)) for v in batch):
+            return type(batch)(batch[lo:hi]) if isinstance(batch, list) else batch[lo:hi]
+        return type(batch)(_take(v, lo, hi, n) for v in batch)
+    return batch
+
+
+def split_batch(batch: Any, parts: int) -> list[tuple[Any, float]]:
+    """Split a collated batch into ``parts`` consecutive micro-batches along dim 0.
+
+    Tensors whose first dimension is the batch size are sliced, so are collated lists of
+    per-sample values (e.g. paths); anything else is passed to every micro-batch. Returns
+    ``(micro_batch, weight)`` pairs, weight = the micro-batch's share of the samples.
+
+    Raises:
+        BadConfigError: the batch has fewer samples than ``parts``.
+    """
+    n = _batch_len(batch)
+    if n is None:
+        raise BadConfigError("trainer.accum_steps > 1 needs batches with a batch dimension "
+                             f"(tensors or collated lists); got {type(batch).__name__}")
+    if n < parts:
+        raise BadConfigError(f"cannot split a batch of {n} samples into trainer.accum_steps="
+                             f"{parts} micro-batches")
+    bounds = [round(i * n / parts) for i in range(parts + 1)]
+    return [(_take(batch, lo, hi, n), (hi - lo) / n) for lo, hi in itertools.pairwise(bounds)]
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:

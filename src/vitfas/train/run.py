@@ -31,7 +31,8 @@ from vitfas.train.data import (
     fta_counts,
     prepared_recipe,
 )
-from vitfas.train.engine import Engine, TrainerConfig, seed_everything, unwrap
+from vitfas.train.distill import DistillConfig, load_teacher
+from vitfas.train.engine import Engine, TrainerConfig, resolve_device, seed_everything, unwrap
 from vitfas.train.optim import OptimConfig
 from vitfas.train.scoring import choose_threshold, make_scores, split_report
 
@@ -120,6 +121,46 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(best_metric="loss"))
     output: OutputConfig = field(default_factory=OutputConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+
+
+def _load_teacher(cfg: TrainConfig, class_names: list[str],
+                  device: torch.device) -> nn.Module | None:
+    """The frozen teacher of ``distill.teacher`` on the training ``device`` (``None``: off).
+
+    Raises:
+        BadConfigError: unknown teacher, or one whose classes differ from the student's.
+    """
+    d = cfg.distill
+    if not d.teacher:
+        return None
+    teacher = load_teacher(d.teacher, class_names, cfg.data.mean, cfg.data.std,
+                           cfg.data.img_size, device=device)
+    n_out = getattr(getattr(teacher.model, "config", None), "num_classes", None)
+    if isinstance(n_out, int) and n_out != len(class_names):
+        raise BadConfigError(
+            f"distill.teacher {d.teacher!r} predicts {n_out} classes but the student is trained "
+            f"on {len(class_names)} ({class_names}); a teacher must have the same classes"
+        )
+    log.info("distillation: %s, alpha %.3g, tau %.3g, teacher %s", d.kind, d.alpha, d.tau,
+             d.teacher)
+    return teacher
+
+
+def _distill_record(cfg: TrainConfig) -> dict[str, Any] | None:
+    """The ``distill`` entry of the bundle's ``training`` block."""
+    d = cfg.distill
+    if not d.teacher:
+        return None
+    rec: dict[str, Any] = {"teacher": d.teacher, "kind": d.kind, "alpha": d.alpha,
+                           "tau": d.tau, "kl_reduction": d.kl_reduction}
+    p = Path(d.teacher).expanduser()
+    if p.exists():
+        rec["teacher_path"] = str(p.resolve())
+        weights = p / "model.safetensors" if p.is_dir() else p
+        if weights.is_file():
+            rec["teacher_sha256"] = _sha256(weights)
+    return rec
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
@@ -172,15 +213,26 @@ def run_training(
     cfg: TrainConfig,
     resume: bool | str | Path | None = None,
     quiet: bool = False,
-    rank: int = 0,
-    world_size: int = 1,
+    rank: int | None = None,
+    world_size: int | None = None,
 ) -> dict[str, Any]:
     """Train, choose the dev threshold, evaluate on test, write the bundle.
+
+    ``rank``/``world_size`` default to torchrun's (the process group is started here);
+    rank 0 alone scores dev/test and writes the bundle.
 
     Returns:
         A summary: run folder, bundle path, parameter counts, best epoch, threshold and
         dev/test metrics.
     """
+    if rank is None or world_size is None:
+        from vitfas.train.distributed import init_distributed
+
+        info = init_distributed(cfg.trainer.device)
+        rank, world_size = info.rank, info.world_size
+        device = info.device  # cuda:LOCAL_RANK under torchrun
+    else:
+        device = resolve_device(cfg.trainer.device)
     out = Path(cfg.out)
     if not resume and (out / "last.pt").exists():
         raise BadConfigError(
@@ -210,6 +262,7 @@ def run_training(
         len(class_names), live_index, cfg.loss.label_smoothing,
         attack_types_of(dev_set) if (fas and dev_set is not None) else None,
         progress=not quiet and is_main,
+        teacher=_load_teacher(cfg, class_names, device), distill=cfg.distill,
     )
     sampler = None
     if cfg.data.balance:
@@ -302,6 +355,7 @@ def run_training(
         "best_metric": cfg.trainer.best_metric or None,
         "best_epoch": result.best_epoch,
         "ema": cfg.trainer.ema_decay or None,
+        "distill": _distill_record(cfg),
         "code_version": vitfas.__version__,
         "run_dir": str(out.resolve()),
     }

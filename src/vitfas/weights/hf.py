@@ -42,6 +42,7 @@ from typing import Any
 import torch
 
 from vitfas.errors import BadCheckpointError
+from vitfas.models._config import to_pair
 
 log = logging.getLogger(__name__)
 
@@ -157,12 +158,6 @@ def convert_hf_state_dict(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Ten
     return out
 
 
-def _pair(v: Any) -> tuple[int, int]:
-    if isinstance(v, (list, tuple)):
-        return (int(v[0]), int(v[1]))
-    return (int(v), int(v))
-
-
 def hf_config_to_vit(cfg: Mapping[str, Any], source: str = "config.json") -> dict[str, Any]:
     """A Hugging Face ``ViTConfig`` dict -> ``vitfas.ViTConfig`` keyword arguments.
 
@@ -186,7 +181,7 @@ def hf_config_to_vit(cfg: Mapping[str, Any], source: str = "config.json") -> dic
         raise BadCheckpointError(
             f"{source}: hidden_act {act!r} not supported; expected one of {list(HF_ACTIVATIONS)}"
         )
-    ph, pw = _pair(cfg.get("patch_size", 16))
+    ph, pw = to_pair(cfg.get("patch_size", 16))
     if ph != pw:
         raise BadCheckpointError(f"{source}: non-square patch_size {[ph, pw]} not supported")
     hidden = int(cfg.get("hidden_size", 768))
@@ -205,7 +200,7 @@ def hf_config_to_vit(cfg: Mapping[str, Any], source: str = "config.json") -> dic
     else:
         num_classes = 2  # transformers' PretrainedConfig default
     return {
-        "img_size": _pair(cfg.get("image_size", 224)),
+        "img_size": to_pair(cfg.get("image_size", 224)),
         "patch_size": ph,
         "in_chans": int(cfg.get("num_channels", 3)),
         "num_classes": num_classes if classifier else 0,
