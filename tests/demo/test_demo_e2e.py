@@ -152,6 +152,16 @@ def test_rerun_same_folder_and_refusals(tmp_path: Path, capsys: pytest.CaptureFi
     assert not (tmp_path / "x").exists()
 
 
+def test_smallest_run_trains(tmp_path: Path) -> None:
+    # 3 LFW subjects: one per split, + coffee in train: 16 training images, under one batch
+    from vitfas.demo import run_demo
+
+    s = run_demo(tmp_path / "d", epochs=1, subjects=3, size=16, quiet=True)
+    assert s["data"]["subjects"] == {"dev": 1, "test": 2, "train": 2}
+    assert s["train"]["steps"] == 1
+    assert set(s["metrics"]) == {"dev", "test"}
+
+
 def test_demo_folder_is_replaced_on_rerun(tmp_path: Path, capsys: pytest.CaptureFixture
                                           ) -> None:
     from vitfas.demo.run import MARKER, _prepare_out

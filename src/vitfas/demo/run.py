@@ -329,8 +329,9 @@ def run_demo(
             out / "data", size=size, live=live, prints=prints, replays=replays, seed=seed,
             n_lfw=subjects, progress=not quiet))
         rows = read_manifest(manifest)
+        n_train = sum(r["split"] == "train" for r in rows)
         cfg_data = train_config(manifest, out / "train", size, epochs, seed, model, threads,
-                                batch_size)
+                                min(batch_size, n_train))  # tiny runs: one batch per epoch
         cfg = load_config(TrainConfig, None, data=cfg_data)
         log.info("training a ViT with adapters from scratch (%d epochs)", epochs)
         trained = clock.run("train", lambda: run_training(cfg, quiet=quiet))
