@@ -237,7 +237,7 @@ def _forked_rng(seed: int | None = None) -> Iterator[None]:
     py, npy = random.getstate(), np.random.get_state()
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
-            torch.manual_seed(seed)
+            torch.default_generator.manual_seed(seed)  # CPU only: what fork_rng restores
             random.seed(seed)
             np.random.seed(seed % (2**32))
         try:
