@@ -131,10 +131,17 @@ def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
                         steps[lib] = make_step(model, mode, dtype, batch)
                         for _ in range(args.warmup):
                             steps[lib]()
+                    if comp == "compile" and "vitfas" in args.libs:
+                        # the eager model in the same rounds: compile's own speed-up
+                        steps["vitfas_eager"] = make_step(build("vitfas", size), mode, dtype,
+                                                          batch)
+                        for _ in range(args.warmup):
+                            steps["vitfas_eager"]()
+                    libs = list(steps)
                     n = args.iters if mode != "latency" else args.latency_iters
-                    times: dict[str, list[float]] = {lib: [] for lib in args.libs}
+                    times: dict[str, list[float]] = {lib: [] for lib in libs}
                     for r in range(args.rounds):
-                        order = args.libs if r % 2 == 0 else list(reversed(args.libs))
+                        order = libs if r % 2 == 0 else list(reversed(libs))
                         for lib in order:
                             times[lib] += timed(steps[lib], n)
                     row = {"size": size, "mode": mode, "dtype": dtype, "compile": comp,
@@ -149,6 +156,8 @@ def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
                     for other in ("timm", "transformers"):
                         if other in times and "vitfas" in times:
                             row[f"vs_{other}"] = row["vitfas_img_s"] / row[f"{other}_img_s"]
+                    if "vitfas_eager" in times:
+                        row["compile_speedup"] = row["vitfas_img_s"] / row["vitfas_eager_img_s"]
                     rows.append(row)
                     print(format_row(row), flush=True)
     return rows
@@ -167,6 +176,8 @@ def format_row(row: dict[str, Any]) -> str:
     for other in ("timm", "transformers"):
         if f"vs_{other}" in row:
             parts.append(f"x{other} {row[f'vs_{other}']:.3f}")
+    if "compile_speedup" in row:
+        parts.append(f"compiled/eager {row['compile_speedup']:.3f}")
     return " | ".join(parts)
 
 
@@ -255,12 +266,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_summary(rows: list[dict[str, Any]]) -> None:
     print("\nratios (vitfas / other, images per second; > 1 = vitfas faster)")
-    print("| size | mode | dtype | compile | vs timm | vs transformers |")
-    print("|---|---|---|---|---:|---:|")
+    print("| size | mode | dtype | compile | vs timm | vs transformers | compiled / eager |")
+    print("|---|---|---|---|---:|---:|---:|")
     for r in rows:
         print(f"| {r['size']} | {r['mode']} | {r['dtype']} | {r['compile']} | "
               f"{r.get('vs_timm', float('nan')):.3f} | "
-              f"{r.get('vs_transformers', float('nan')):.3f} |")
+              f"{r.get('vs_transformers', float('nan')):.3f} | "
+              f"{r.get('compile_speedup', float('nan')):.3f} |")
 
 
 def _cpu_name() -> str:
