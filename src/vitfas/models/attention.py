@@ -13,6 +13,19 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def init_linear_and_norm(root: nn.Module) -> None:
+    """Truncated-normal (std 0.02) weights and zero biases for every ``nn.Linear`` under
+    ``root``; LayerNorms to weight 1, bias 0 (the ViT/DeiT/Swin initialisation)."""
+    for m in root.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention over tokens ``[B, N, D]`` (batch first, always)."""
 

@@ -30,7 +30,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from vitfas.models._config import ConfigDict, to_pair
-from vitfas.models.attention import DropPath, Mlp
+from vitfas.models.attention import DropPath, Mlp, init_linear_and_norm
 from vitfas.models.pos_embed import relative_position_index
 from vitfas.models.registry import register_model
 
@@ -463,15 +463,9 @@ class SwinTransformer(nn.Module):
 
     def init_weights(self) -> None:
         """Truncated-normal (std 0.02) linear weights and bias tables, zero biases, LN (1, 0)."""
+        init_linear_and_norm(self)
         for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, WindowAttention):
+            if isinstance(m, WindowAttention):
                 nn.init.trunc_normal_(m.relative_position_bias_table, std=0.02)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:

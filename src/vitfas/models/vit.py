@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from vitfas.models._config import ConfigDict, to_pair
-from vitfas.models.attention import Block
+from vitfas.models.attention import Block, init_linear_and_norm
 from vitfas.models.pos_embed import RelativePositionBias, resample_pos_embed, sincos_2d
 
 
@@ -245,14 +245,7 @@ class VisionTransformer(nn.Module):
     # ------------------------------------------------------------------ init & utilities
     def init_weights(self) -> None:
         """Truncated-normal (std 0.02) linear weights, zero biases, LayerNorm (1, 0)."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_linear_and_norm(self)
         w = self.patch_embed.proj.weight
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
         for p in (self.pos_embed, self.cls_token, self.reg_token):
