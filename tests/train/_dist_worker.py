@@ -337,6 +337,7 @@ def main(work: Path, group: str) -> None:
         scenario("mae_ddp", lambda: mae_cli("ddp"))
         scenario("mae_fsdp", lambda: mae_cli("fsdp"))
     (work / f"results_{group}_rank{rank}.json").write_text(json.dumps(results, default=str))
+    D.teardown()
 
 
 if __name__ == "__main__":

@@ -177,9 +177,22 @@ def init_distributed(device: str = "auto", backend: str | None = None,
 
 
 def teardown() -> None:
-    """Destroy the process group if :func:`init_distributed` started it."""
+    """Destroy the process group if :func:`init_distributed` started it.
+
+    Every rank first meets the others (bounded to 60 s with gloo's monitored barrier), so
+    that no rank tears its connections down while a peer still uses them: gloo's transport
+    threads abort the process ("terminate called without an active exception") when a
+    peer vanishes under them at interpreter exit.
+    """
     global _STARTED_HERE
     if _STARTED_HERE and dist.is_available() and dist.is_initialized():
+        try:
+            if dist.get_backend() == "gloo":
+                dist.monitored_barrier(timeout=datetime.timedelta(seconds=60))
+            else:
+                dist.barrier()
+        except Exception as exc:  # a peer already gone: still release our side
+            log.warning("distributed teardown: ranks did not meet (%s)", exc)
         dist.destroy_process_group()
     _STARTED_HERE = False
 
