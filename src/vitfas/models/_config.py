@@ -1,10 +1,12 @@
-"""What every model's frozen config dataclass shares: pairs, and JSON-safe (de)serialisation."""
+"""What every model family shares: pairs, the input check, and JSON-safe config dicts."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
 from typing import Any, TypeVar
+
+import torch
 
 C = TypeVar("C", bound="ConfigDict")
 
@@ -17,6 +19,40 @@ def to_pair(v: int | Sequence[int]) -> tuple[int, int]:
     if len(t) != 2:
         raise ValueError(f"expected an int or a pair (H, W), got {v!r}")
     return t  # type: ignore[return-value]
+
+
+def check_image_batch(
+    x: object,
+    in_chans: int,
+    img_size: tuple[int, int] | None,
+    size_hint: str = "",
+) -> None:
+    """Raise a ``ValueError`` naming the expected and the actual input unless ``x`` is a
+    floating-point ``[B, in_chans, H, W]`` tensor (of size ``img_size`` when one is given).
+
+    ``size_hint`` follows the size message (e.g. what else the user could do).
+    """
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"expected a torch.Tensor [B, {in_chans}, H, W], got {type(x)}")
+    if x.ndim != 4:
+        raise ValueError(
+            f"expected a 4-D image batch [B, {in_chans}, H, W], got a {x.ndim}-D tensor "
+            f"of shape {list(x.shape)}"
+        )
+    if x.shape[1] != in_chans:
+        raise ValueError(
+            f"expected {in_chans} input channels, got {x.shape[1]} (input shape {list(x.shape)})"
+        )
+    if not x.is_floating_point():
+        raise ValueError(
+            f"expected a floating-point image tensor, got dtype {x.dtype}; convert with "
+            ".float() and normalise first"
+        )
+    if img_size is not None and tuple(x.shape[-2:]) != tuple(img_size):
+        raise ValueError(
+            f"expected input size {img_size[0]}x{img_size[1]}, got {x.shape[-2]}x{x.shape[-1]}"
+            f"; resize, or build the model with img_size={tuple(x.shape[-2:])}{size_hint}"
+        )
 
 
 class ConfigDict:

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from vitfas.models._config import ConfigDict, to_pair
+from vitfas.models._config import ConfigDict, check_image_batch, to_pair
 from vitfas.models.attention import Block
 from vitfas.models.pos_embed import resample_pos_embed, sincos_2d
 from vitfas.models.registry import register_model
@@ -317,22 +317,13 @@ class MaskedAutoencoderViT(nn.Module):
 
     def _check_input(self, imgs: torch.Tensor) -> None:
         c = self.config
-        if not isinstance(imgs, torch.Tensor) or imgs.ndim != 4:
-            shape = list(imgs.shape) if isinstance(imgs, torch.Tensor) else type(imgs).__name__
-            raise ValueError(f"expected an image batch [B, {c.in_chans}, H, W], got {shape}")
-        if imgs.shape[1] != c.in_chans:
-            raise ValueError(
-                f"expected {c.in_chans} input channels, got {imgs.shape[1]} "
-                f"(input shape {list(imgs.shape)})"
-            )
+        check_image_batch(imgs, c.in_chans, None)
         if tuple(imgs.shape[-2:]) != c.img_size:
             raise ValueError(
                 f"MAE was built for {c.img_size[0]}x{c.img_size[1]} inputs, got "
                 f"{imgs.shape[-2]}x{imgs.shape[-1]}; resize, or build it with "
                 f"img_size={tuple(imgs.shape[-2:])}"
             )
-        if not imgs.is_floating_point():
-            raise ValueError(f"expected a floating-point image tensor, got dtype {imgs.dtype}")
 
     # ------------------------------------------------------------------ forward pieces
     def forward_encoder(

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from vitfas.models._config import ConfigDict, to_pair
+from vitfas.models._config import ConfigDict, check_image_batch, to_pair
 from vitfas.models.attention import DropPath, Mlp, init_linear_and_norm
 from vitfas.models.pos_embed import relative_position_index
 from vitfas.models.registry import register_model
@@ -492,25 +492,7 @@ class SwinTransformer(nn.Module):
 
     def _check_input(self, x: torch.Tensor) -> None:
         c = self.config
-        if not isinstance(x, torch.Tensor) or x.ndim != 4:
-            shape = list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"expected a 4-D image batch [B, {c.in_chans}, H, W], got {shape}")
-        if x.shape[1] != c.in_chans:
-            raise ValueError(
-                f"expected {c.in_chans} input channels, got {x.shape[1]} "
-                f"(input shape {list(x.shape)})"
-            )
-        if not x.is_floating_point():
-            raise ValueError(
-                f"expected a floating-point image tensor, got dtype {x.dtype}; convert with "
-                ".float() and normalise first"
-            )
-        if tuple(x.shape[-2:]) != c.img_size:
-            raise ValueError(
-                f"expected input size {c.img_size[0]}x{c.img_size[1]}, got "
-                f"{x.shape[-2]}x{x.shape[-1]}; resize, or build the model with "
-                f"img_size={tuple(x.shape[-2:])} (the attention masks depend on it)"
-            )
+        check_image_batch(x, c.in_chans, c.img_size, " (the attention masks depend on it)")
 
     def forward_features(
         self, x: torch.Tensor, return_attn: bool = False

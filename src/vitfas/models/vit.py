@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from vitfas.models._config import ConfigDict, to_pair
+from vitfas.models._config import ConfigDict, check_image_batch, to_pair
 from vitfas.models.attention import Block, init_linear_and_norm
 from vitfas.models.pos_embed import RelativePositionBias, resample_pos_embed, sincos_2d
 
@@ -281,29 +281,8 @@ class VisionTransformer(nn.Module):
     # ------------------------------------------------------------------ forward pieces
     def _check_input(self, x: torch.Tensor) -> None:
         c = self.config
-        if not isinstance(x, torch.Tensor):
-            raise ValueError(f"expected a torch.Tensor [B, {c.in_chans}, H, W], got {type(x)}")
-        if x.ndim != 4:
-            raise ValueError(
-                f"expected a 4-D image batch [B, {c.in_chans}, H, W], got a {x.ndim}-D tensor "
-                f"of shape {list(x.shape)}"
-            )
-        if x.shape[1] != c.in_chans:
-            raise ValueError(
-                f"expected {c.in_chans} input channels, got {x.shape[1]} "
-                f"(input shape {list(x.shape)})"
-            )
-        if not x.is_floating_point():
-            raise ValueError(
-                f"expected a floating-point image tensor, got dtype {x.dtype}; convert with "
-                f".float() and normalise first"
-            )
-        if not c.dynamic_img_size and tuple(x.shape[-2:]) != c.img_size:
-            raise ValueError(
-                f"expected input size {c.img_size[0]}x{c.img_size[1]}, got "
-                f"{x.shape[-2]}x{x.shape[-1]}; resize, or build the model with "
-                f"img_size={tuple(x.shape[-2:])} or dynamic_img_size=True"
-            )
+        size = None if c.dynamic_img_size else c.img_size
+        check_image_batch(x, c.in_chans, size, " or dynamic_img_size=True")
 
     def _prefix_tokens(self, batch: int) -> list[torch.Tensor]:
         """The tokens put before the patches, each ``[B, n, D]``: class, then registers."""
