@@ -68,15 +68,7 @@ def load_image(path: str | Path) -> np.ndarray:
     size = p.stat().st_size
     if size == 0:
         raise BadImageError(f"{p}: empty file (0 bytes)")
-    try:
-        with Image.open(p) as img:
-            return _to_rgb_array(img, str(p))
-    except UnidentifiedImageError as exc:
-        raise BadImageError(f"{p}: not a recognised image format ({size} bytes)") from exc
-    except BadImageError:
-        raise
-    except OSError as exc:
-        raise BadImageError(f"{p}: cannot read image ({exc})") from exc
+    return _open_rgb(p, str(p), size)
 
 
 def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
@@ -91,11 +83,17 @@ def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
     """
     if not data:
         raise BadImageError(f"{name}: empty image data (0 bytes)")
+    return _open_rgb(io.BytesIO(data), name, len(data))
+
+
+def _open_rgb(source: Path | io.BytesIO, name: str, size: int) -> np.ndarray:
+    """Decode ``source`` with PIL into an upright RGB array; PIL's failures become
+    :class:`BadImageError` naming ``name`` (``size`` bytes)."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(source) as img:
             return _to_rgb_array(img, name)
     except UnidentifiedImageError as exc:
-        raise BadImageError(f"{name}: not a recognised image format ({len(data)} bytes)") from exc
+        raise BadImageError(f"{name}: not a recognised image format ({size} bytes)") from exc
     except BadImageError:
         raise
     except OSError as exc:
