@@ -4,26 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
+from model_test_helpers import randomise
 
 from vitfas.models import create_model, list_models, model_config
 from vitfas.models.deit import DeiTConfig, DistilledVisionTransformer
 from vitfas.weights import check_and_load
 
 timm = pytest.importorskip("timm")
-
-
-def _randomise(model: nn.Module) -> None:
-    """Random weights everywhere, LayerNorms included (not 1/0), so nothing hides."""
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.LayerNorm):
-                m.weight.copy_(1 + 0.2 * torch.randn(m.weight.shape, generator=g))
-                m.bias.copy_(0.2 * torch.randn(m.bias.shape, generator=g))
-        for name, p in model.named_parameters():
-            if "norm" not in name:
-                p.copy_(0.05 * torch.randn(p.shape, generator=g))
 
 
 def test_registry_has_all_deits() -> None:
@@ -49,7 +36,7 @@ def test_param_counts_equal_timm(size: str, distilled: bool) -> None:
 
 def test_timm_distilled_tiny_loads_with_equal_logits() -> None:
     ref = timm.create_model("deit_tiny_distilled_patch16_224", num_classes=10)
-    _randomise(ref)
+    randomise(ref)
     ours = create_model("deit_tiny_distilled_patch16_224", num_classes=10)
     check_and_load(ours, ref.state_dict(), "timm deit_tiny_distilled_patch16_224")
     assert ours.num_prefix_tokens == 2
@@ -95,7 +82,7 @@ def test_small_config_matches_timm_with_dynamic_size() -> None:
 
     ref = VisionTransformerDistilled(img_size=32, patch_size=8, embed_dim=32, depth=2,
                                      num_heads=2, num_classes=3, dynamic_img_size=True)
-    _randomise(ref)
+    randomise(ref)
     ours = DistilledVisionTransformer(_tiny_cfg(dynamic_img_size=True))
     check_and_load(ours, ref.state_dict())
     ref.eval()

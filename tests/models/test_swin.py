@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from model_test_helpers import randomise
 from torch import nn
 
 from vitfas.models import create_model, list_models
@@ -17,19 +18,6 @@ from vitfas.models.swin import (
 from vitfas.weights import check_and_load
 
 timm = pytest.importorskip("timm")
-
-
-def _randomise(model: nn.Module) -> None:
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.LayerNorm):
-                m.weight.copy_(1 + 0.2 * torch.randn(m.weight.shape, generator=g))
-                m.bias.copy_(0.2 * torch.randn(m.bias.shape, generator=g))
-        for name, p in model.named_parameters():
-            if "norm" not in name:
-                std = 0.5 if "relative_position_bias_table" in name else 0.05
-                p.copy_(std * torch.randn(p.shape, generator=g))
 
 
 @pytest.mark.parametrize(
@@ -57,7 +45,7 @@ def _pair_models(**kw: object) -> tuple[nn.Module, SwinTransformer]:
                 num_heads=(1, 2, 4, 8), window_size=4, num_classes=5)
     args.update(kw)
     ref = timm.models.swin_transformer.SwinTransformer(**args)
-    _randomise(ref)
+    randomise(ref)
     ours = SwinTransformer(SwinConfig(**args))
     check_and_load(ours, ref.state_dict(), "timm SwinTransformer")
     return ref.eval(), ours.eval()
@@ -104,7 +92,7 @@ def test_shift_mask_is_what_matters() -> None:
 @pytest.mark.slow
 def test_swin_tiny_full_size_logits_equal_timm() -> None:
     ref = timm.create_model("swin_tiny_patch4_window7_224", num_classes=10)
-    _randomise(ref)
+    randomise(ref)
     ours = create_model("swin_tiny_patch4_window7_224", num_classes=10)
     check_and_load(ours, ref.state_dict(), "timm swin_tiny_patch4_window7_224")
     ref.eval()
