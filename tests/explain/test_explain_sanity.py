@@ -8,9 +8,6 @@ should not. The grid is 4x6 (non-square), so a transposed or mis-sliced map woul
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 import torch
 import torch.nn.functional as F
 from explain_helpers import tiny_config
@@ -20,15 +17,6 @@ from vitfas.models import VisionTransformer
 
 H, W, P = 32, 48, 8
 GH, GW = H // P, W // P  # 4 x 6 patches, quadrants of 2 x 3
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    # two shared cores: intra-op threads only add contention for a model this small
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -66,7 +54,7 @@ def _scores(model: VisionTransformer, x: torch.Tensor, quad: torch.Tensor) -> di
     return out
 
 
-def test_rollout_mass_lands_in_the_pattern_quadrant(one_thread: None) -> None:
+def test_rollout_mass_lands_in_the_pattern_quadrant() -> None:
     torch.manual_seed(0)
     model = VisionTransformer(tiny_config(img_size=(H, W), patch_size=P))
     xte, yte, qte = _data(128, seed=2)
