@@ -324,3 +324,32 @@ def write_manifest_like(path: Path, rows: Sequence[Mapping[str, str]],
         for r in rows:
             w.writerow(r)
 
+
+
+def recipe_of_manifest(manifest: str | Path) -> dict[str, Any]:
+    """The crop recipe a manifest was made with by ``vitfas data prepare`` (its
+    ``prepare.json`` beside the manifest), in the bundle's ``preprocessing`` names
+    (``detector``, ``crop_scale``, ``crop_pad``, ``frames_per_video``); empty when there is
+    no ``prepare.json``.
+
+    Raises:
+        BadDataError: ``prepare.json`` exists but cannot be read.
+    """
+    p = Path(manifest).parent / "prepare.json"
+    if not p.is_file():
+        return {}
+    try:
+        info = json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BadDataError(f"{p}: cannot read the prepare settings ({exc})") from exc
+    recipe = info.get("recipe") or {}
+    out: dict[str, Any] = {}
+    if "detector" in recipe:
+        out["detector"] = recipe["detector"]
+    if "scale" in recipe:
+        out["crop_scale"] = float(recipe["scale"])
+    if "pad" in recipe:
+        out["crop_pad"] = recipe["pad"]
+    if info.get("frames"):
+        out["frames_per_video"] = int(info["frames"])
+    return out
