@@ -28,6 +28,7 @@ from vitfas.errors import BadCheckpointError
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+NETWORK_KIND = "network"  # config.json "kind" of PyTorch-model bundles (the default)
 
 
 @dataclass
@@ -200,10 +201,12 @@ def build_from_architecture(arch: dict[str, Any]) -> nn.Module:
     return model
 
 
-def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
-    """Load a bundle folder; the model is returned in eval mode on ``device``."""
-    from safetensors.torch import load_file
+def read_bundle_config(path: str | Path) -> dict[str, Any]:
+    """A bundle folder's parsed ``config.json``, its ``format_version`` checked.
 
+    Raises:
+        BadCheckpointError: no ``config.json``, invalid JSON, or another format version.
+    """
     p = Path(path)
     cfg_path = p / "config.json"
     if not cfg_path.is_file():
@@ -212,10 +215,36 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
         config = json.loads(cfg_path.read_text())
     except json.JSONDecodeError as exc:
         raise BadCheckpointError(f"{cfg_path}: invalid JSON ({exc})") from exc
-    if config.get("format_version") != FORMAT_VERSION:
+    if not isinstance(config, dict) or config.get("format_version") != FORMAT_VERSION:
+        got = config.get("format_version") if isinstance(config, dict) else type(config).__name__
         raise BadCheckpointError(
-            f"{cfg_path}: format_version {config.get('format_version')!r}, expected "
-            f"{FORMAT_VERSION}"
+            f"{cfg_path}: format_version {got!r}, expected {FORMAT_VERSION}"
+        )
+    return config
+
+
+def bundle_kind(config: dict[str, Any]) -> str:
+    """What runs a bundle: ``"network"`` (a PyTorch model, the default when ``config.json``
+    has no ``kind``) or another kind such as ``"lbp-svm"`` (:mod:`vitfas.baselines`)."""
+    return str(config.get("kind") or NETWORK_KIND)
+
+
+def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
+    """Load a network bundle folder; the model is returned in eval mode on ``device``.
+
+    Raises:
+        BadCheckpointError: not a bundle, or a bundle of another kind (e.g. an LBP baseline,
+            which ``vitfas predict`` runs but which has no network).
+    """
+    from safetensors.torch import load_file
+
+    p = Path(path)
+    config = read_bundle_config(p)
+    kind = bundle_kind(config)
+    if kind != NETWORK_KIND:
+        raise BadCheckpointError(
+            f"{p} is a {kind!r} bundle, not a network bundle; this command needs a network "
+            "(vitfas predict runs both kinds)"
         )
     model = build_from_architecture(config["architecture"])
     if config.get("adapters"):
