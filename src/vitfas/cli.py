@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vitfas.metrics.evaluation",
     "vitfas.data.cli",
     "vitfas.explain.cli",
+    "vitfas.baselines.cli",
     "vitfas.predict_cli",
     "vitfas.export.onnx",
     "vitfas.serve.cli",
