@@ -114,7 +114,8 @@ def test_unmatched_and_missing_paths(tmp_path: Path, capsys: pytest.CaptureFixtu
     out = run_eval_scores(f, m, threshold=0.5, missing="fta")
     assert out["meta"]["rows_without_score"] == 1
     dev = out["frame"]["splits"]["dev"]
-    assert dev["counts"]["fta_bona_fide"] == 1 and dev["at_threshold"]["bpcer"] == pytest.approx(2 / 3)
+    assert dev["counts"]["fta_bona_fide"] == 1
+    assert dev["at_threshold"]["bpcer"] == pytest.approx(2 / 3)
 
     dup = _scores(tmp_path, [*_hand_rows(), ("dev/a.png", "0.1")], "dup.csv")
     with pytest.raises(BadDataError, match="two score rows"):
