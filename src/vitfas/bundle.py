@@ -10,6 +10,11 @@ Layout::
                          weights plus ``base_checkpoint`` in config.json)
       metrics.json       dev and test figures as ``eval`` writes them (optional)
       README.md          a short model card generated from the above
+
+``config.json`` may name another ``kind`` of bundle (no ``kind`` = ``"network"``, the layout
+above). ``"lbp-svm"`` is the LBP + SVM baseline of :mod:`vitfas.baselines`, whose classifier
+is ``model.skops`` instead of ``model.safetensors``; :func:`load_bundle` refuses it and
+``vitfas.predict.load_predictor`` runs either kind.
 """
 
 from __future__ import annotations
@@ -31,18 +36,9 @@ FORMAT_VERSION = 1
 NETWORK_KIND = "network"  # config.json "kind" of PyTorch-model bundles (the default)
 
 
-@dataclass
-class Bundle:
-    """A loaded bundle: the model (eval mode) and everything needed to use it faithfully.
+class BundleFields:
+    """What every kind of bundle reads from its ``config.json`` (``self.config``)."""
 
-    Attributes:
-        model: the network, ``[B, 3, H, W] -> [B, num_classes]`` logits.
-        path: the bundle folder.
-        config: the whole parsed ``config.json``.
-    """
-
-    model: nn.Module
-    path: Path
     config: dict[str, Any]
 
     @property
@@ -63,6 +59,21 @@ class Bundle:
         """The operating threshold on P(live) chosen on dev data, if any."""
         t = self.config.get("threshold")
         return None if t is None else float(t["value"])
+
+
+@dataclass
+class Bundle(BundleFields):
+    """A loaded bundle: the model (eval mode) and everything needed to use it faithfully.
+
+    Attributes:
+        model: the network, ``[B, 3, H, W] -> [B, num_classes]`` logits.
+        path: the bundle folder.
+        config: the whole parsed ``config.json``.
+    """
+
+    model: nn.Module
+    path: Path
+    config: dict[str, Any]
 
     @property
     def model_id(self) -> str:

@@ -31,7 +31,13 @@ import numpy as np
 
 from vitfas.baselines.lbp import LBPConfig, lbp_features_batch
 from vitfas.baselines.svm import live_probability
-from vitfas.bundle import FORMAT_VERSION, bundle_kind, model_card, read_bundle_config
+from vitfas.bundle import (
+    FORMAT_VERSION,
+    BundleFields,
+    bundle_kind,
+    model_card,
+    read_bundle_config,
+)
 from vitfas.errors import BadCheckpointError
 
 log = logging.getLogger(__name__)
@@ -52,8 +58,9 @@ def _sha256(path: Path) -> str:
 
 
 @dataclass
-class LBPBundle:
-    """A loaded baseline bundle: the classifier and its feature recipe.
+class LBPBundle(BundleFields):
+    """A loaded baseline bundle: the classifier and its feature recipe (``class_names``,
+    ``live_index``, ``preprocessing``, ``threshold`` as for network bundles).
 
     Attributes:
         model: the fitted classifier (``predict_proba``; ``classes_`` ``[0, 1]``).
@@ -66,23 +73,6 @@ class LBPBundle:
     lbp: LBPConfig
     path: Path
     config: dict[str, Any]
-
-    @property
-    def class_names(self) -> list[str]:
-        return list(self.config.get("class_names", CLASS_NAMES))
-
-    @property
-    def live_index(self) -> int:
-        return int(self.config.get("live_index", 1))
-
-    @property
-    def preprocessing(self) -> dict[str, Any]:
-        return dict(self.config.get("preprocessing", {}))
-
-    @property
-    def threshold(self) -> float | None:
-        t = self.config.get("threshold")
-        return None if t is None else float(t["value"])
 
     @property
     def model_id(self) -> str:
