@@ -8,7 +8,11 @@ take the operating threshold, compute frame-level and video-level metrics
 
 Failures to acquire: a row whose ``fta`` column is ``1``/``true``/``yes`` or whose ``path``
 is empty is an FTA; a row whose image cannot be read is also counted as an FTA (and listed
-as ``unreadable``). None is dropped.
+as ``unreadable``, in ``unreadable.csv``). None is dropped.
+
+The metrics and report of per-row scores are :func:`evaluate_scored`'s, shared with
+``vitfas eval --scores`` (:mod:`vitfas.metrics.scorefile`) and ``vitfas baseline``;
+``vitfas eval --compare`` is :mod:`vitfas.metrics.compare`.
 """
 
 from __future__ import annotations
