@@ -17,7 +17,7 @@ from vitfas.data.io import load_image
 from vitfas.errors import BadCheckpointError
 from vitfas.metrics import Scores, error_rates, select_threshold
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +170,26 @@ def test_missing_dev_split_is_a_clear_error(tmp_path: Path, texture_manifest: Pa
     assert main(["-q", "baseline", "lbp", str(m), "-o", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
     assert "'dev' split" in err and "found splits ['test', 'train']" in err
+
+
+def test_serve_answers_with_the_lbp_bundle(lbp_run: Path, texture_manifest: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from vitfas.predict import LBPPredictor, load_predictor
+    from vitfas.serve.app import ServeSettings, create_app
+
+    pred = load_predictor(lbp_run)
+    assert isinstance(pred, LBPPredictor) and pred.threshold_source == "bundle"
+    path = texture_manifest.parent / "test" / "spoof_05.png"
+    want = {r["path"]: float(r["score"]) for r in _scores_csv(lbp_run) if r["score"]}
+    with TestClient(create_app(pred, ServeSettings()), raise_server_exceptions=False) as c:
+        r = c.post("/v1/liveness?explain=1",
+                   files={"file": ("s.png", path.read_bytes(), "image/png")})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["faces"][0]["score"] == pytest.approx(want["test/spoof_05.png"], rel=1e-7)
+        assert body["faces"][0]["decision"] == "spoof"
+        assert "attention" in (body.get("explain_error") or "")
+        assert c.get("/v1/model").json()["kind"] == "lbp-svm"
+    with pytest.raises(Exception, match="scikit-learn"):
+        load_predictor(lbp_run, runtime="onnx")
