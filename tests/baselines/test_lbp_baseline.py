@@ -131,6 +131,13 @@ def test_round_trip_and_untrusted_types_refused(tmp_path: Path) -> None:
     # the same seed gives the same model
     again = train_svm(X, y, seed=3)
     np.testing.assert_array_equal(again.model.predict_proba(X), fit.model.predict_proba(X))
+    assert fit.info["grid_search_rows"] == 40 and fit.info["cv_folds"] == 5
+    # a grid search on a stratified subsample; the final model still sees every row
+    sub = train_svm(X, y, seed=3, grid_samples=16)
+    assert sub.info["grid_search_rows"] == 16
+    final = sub.model.calibrated_classifiers_[0].estimator  # ensemble=False: fitted on all
+    assert final.named_steps["scale"].n_samples_seen_ == 40
+    assert sub.info["train_live"] == 20 and sub.info["train_attack"] == 20
 
     # a classifier holding a type outside the trusted list: refused on save and on load
     evil = make_pipeline(FunctionTransformer(_identity), fit.model)

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from vitfas.baselines.lbp import DEFAULT_SIZE, FEATURES, METHODS
+from vitfas.baselines.svm import GRID_SAMPLES
 
 
 def _radii(text: str) -> tuple[float, ...]:
@@ -53,6 +54,9 @@ def register(subparsers: Any) -> None:
                    help="nri_uniform: P(P-1)+3 bins, the LBP u2 histogram (default); "
                    "uniform: P+2 rotation-invariant bins")
     q.add_argument("--seed", type=int, default=0, help="seeds the CV folds and the SVM")
+    q.add_argument("--grid-samples", type=int, default=GRID_SAMPLES,
+                   help="most training images the C/gamma grid search uses, a stratified "
+                   f"subsample (default {GRID_SAMPLES}; 0 = all); the final SVM uses all")
     q.add_argument("--train-split", default="train")
     q.add_argument("--dev-split", default="dev", help="split the threshold is chosen on")
     q.add_argument("--test-split", default="test")
@@ -82,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         args.manifest, args.output, lbp=cfg, seed=args.seed, train_split=args.train_split,
         dev_split=args.dev_split, test_split=args.test_split, criterion=args.criterion,
         attack_fta=args.attack_fta, detector=args.detector, crop_scale=args.crop_scale,
-        progress=not getattr(args, "quiet", False),
+        grid_samples=args.grid_samples or None, progress=not getattr(args, "quiet", False),
     )
     if args.json:
         print(json.dumps(payload, indent=2))

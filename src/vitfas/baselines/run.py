@@ -23,7 +23,7 @@ import numpy as np
 
 from vitfas.baselines.bundle import CLASS_NAMES, save_lbp_bundle, set_bundle_threshold
 from vitfas.baselines.lbp import LBPConfig, lbp_features
-from vitfas.baselines.svm import live_probability, train_svm
+from vitfas.baselines.svm import GRID_SAMPLES, live_probability, train_svm
 from vitfas.errors import BadDataError, VitfasError
 from vitfas.metrics.core import LIVE_LABELS
 from vitfas.metrics.evaluation import ScoredManifest, evaluate_scored, row_is_fta
@@ -87,6 +87,7 @@ def run_lbp_baseline(
     attack_fta: str = "reject",
     detector: str | None = None,
     crop_scale: float | None = None,
+    grid_samples: int | None = GRID_SAMPLES,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train, threshold on dev, evaluate on dev and test, save the bundle.
@@ -101,6 +102,8 @@ def run_lbp_baseline(
             to test.
         detector, crop_scale: recorded crop recipe for prediction on raw photos (default:
             the manifest's ``prepare.json``, else the whole image).
+        grid_samples: most training rows the C/gamma grid search uses (a stratified
+            subsample; ``None``: all); the final model is fitted on every training row.
 
     Returns:
         The ``metrics.json`` payload plus ``files`` and ``baseline`` (classifier record).
@@ -130,7 +133,7 @@ def run_lbp_baseline(
     ok_arr = np.asarray(ok, dtype=np.int64)
     train_mask = np.array([split_of[i] == train_split for i in ok], dtype=bool)
     X_train, y_train = X[train_mask], is_live[ok_arr[train_mask]].astype(np.int64)
-    fit = train_svm(X_train, y_train, seed=seed)
+    fit = train_svm(X_train, y_train, seed=seed, grid_samples=grid_samples)
     t_fit = time.perf_counter() - t0 - t_feat
 
     scores = np.full(len(rows), np.nan)

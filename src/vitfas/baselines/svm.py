@@ -6,7 +6,8 @@ ensemble=False)``: features are standardised (mean 0, variance 1 per dimension, 
 the training set), the SVM's decision value is mapped to P(live) by a sigmoid (Platt
 scaling) fitted on out-of-fold decision values of the training set, and the SVM itself is
 refitted on the whole training set. ``C`` and ``gamma`` are picked first by a small
-stratified k-fold grid search on the training set (ROC AUC of the decision value; among
+stratified k-fold grid search on the training set (at most :data:`GRID_SAMPLES` rows of
+it, a stratified subsample; ROC AUC of the decision value; among
 tied points the one nearest ``C = 1``, ``gamma = 1 / n_features`` in log scale). Classes
 are weighted inversely to their frequency (``class_weight="balanced"``), and every fold
 split is drawn from ``seed``, so a run is reproducible.
@@ -31,6 +32,9 @@ C_GRID: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0)
 # gamma as a multiple of 1 / n_features (scikit-learn's "scale" on standardised features)
 GAMMA_FACTORS: tuple[float, ...] = (0.1, 1.0, 10.0)
 MAX_FOLDS = 5
+# the grid search runs on a stratified subsample of at most this many training images (an
+# RBF SVM's fit time grows with the square of the sample count); the final fit uses all
+GRID_SAMPLES = 2000
 
 
 @dataclass
@@ -65,6 +69,7 @@ def train_svm(
     c_grid: Sequence[float] = C_GRID,
     gamma_factors: Sequence[float] = GAMMA_FACTORS,
     max_folds: int = MAX_FOLDS,
+    grid_samples: int | None = GRID_SAMPLES,
 ) -> SVMFit:
     """Pick ``C``/``gamma`` by stratified k-fold CV, then fit the calibrated SVM on all of X.
 
@@ -75,6 +80,8 @@ def train_svm(
         c_grid: values of ``C`` tried.
         gamma_factors: ``gamma = factor / F`` values tried.
         max_folds: ``k = min(max_folds, smaller class count)``.
+        grid_samples: the grid search uses a stratified, seeded subsample of at most this
+            many rows (``None``: all); the calibrated final model is fitted on all rows.
 
     Raises:
         BadDataError: shapes disagree, a label is not 0/1, or a class has fewer than two
@@ -103,7 +110,13 @@ def train_svm(
     folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     search = GridSearchCV(_make_svm(1.0, gammas[0], seed), grid, scoring="roc_auc", cv=folds,
                           refit=False, n_jobs=1)
-    search.fit(X, y)
+    Xg, yg = X, y
+    if grid_samples is not None and X.shape[0] > grid_samples:
+        from sklearn.model_selection import train_test_split
+
+        Xg, _, yg, _ = train_test_split(X, y, train_size=int(grid_samples), stratify=y,
+                                        random_state=seed)
+    search.fit(Xg, yg)
     res = search.cv_results_
     aucs = np.asarray(res["mean_test_score"], dtype=np.float64)
     top = float(np.nanmax(aucs))
@@ -129,6 +142,7 @@ def train_svm(
         "grid": {"C": list(grid["svm__C"]), "gamma_factor_over_n_features":
                  [float(f) for f in gamma_factors]},
         "cv_folds": k,
+        "grid_search_rows": int(Xg.shape[0]),
         "cv_auc": top,
         "cv_table": [{"C": float(p["svm__C"]), "gamma": float(p["svm__gamma"]),
                       "auc": float(m)}
