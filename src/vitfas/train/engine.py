@@ -510,7 +510,7 @@ class Engine:
         collate_fn: optional DataLoader collate function.
         rank, world_size: process position under ``torch.distributed``; ``None`` (the
             default): from torchrun's environment, starting the process group if needed
-            (:func:`vitfas.train.distributed.init_distributed`); 0 and 1 without torchrun.
+            (:func:`vitfas.distributed.init_distributed`); 0 and 1 without torchrun.
         quiet: no progress bars.
         run_config: the resolved run configuration, stored in checkpoints.
     """

@@ -226,7 +226,7 @@ def run_training(
         dev/test metrics.
     """
     if rank is None or world_size is None:
-        from vitfas.train.distributed import init_distributed
+        from vitfas.distributed import init_distributed
 
         info = init_distributed(cfg.trainer.device)
         rank, world_size = info.rank, info.world_size
