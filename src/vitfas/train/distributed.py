@@ -61,6 +61,7 @@ __all__ = [
     "no_sync",
     "shard_indices",
     "teardown",
+    "unwrap",
     "wrap_model",
 ]
 
@@ -121,6 +122,12 @@ def wrap_model(model: nn.Module, strategy: str, device: torch.device,
         fully_shard(unit, mesh=mesh)
     fully_shard(model, mesh=mesh)
     return model
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a ``DistributedDataParallel`` / ``DataParallel`` wrapper."""
+    return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) \
+        else model
 
 
 def no_sync(model: nn.Module, skip: bool) -> Any:
