@@ -29,11 +29,25 @@ import torch
 from torch import nn
 
 from vitfas.errors import BadCheckpointError
+from vitfas.models.registry import build_from_architecture
+from vitfas.weights.bundle_model import FORMAT_VERSION, load_bundle_model, read_bundle_config
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
 NETWORK_KIND = "network"  # config.json "kind" of PyTorch-model bundles (the default)
+
+__all__ = [
+    "FORMAT_VERSION",
+    "NETWORK_KIND",
+    "Bundle",
+    "BundleFields",
+    "build_from_architecture",
+    "bundle_kind",
+    "load_bundle",
+    "model_card",
+    "read_bundle_config",
+    "save_bundle",
+]
 
 
 class BundleFields:
@@ -185,55 +199,6 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any] | None = None) ->
     return "\n".join(lines) + "\n"
 
 
-def build_from_architecture(arch: dict[str, Any]) -> nn.Module:
-    """Build a model from a bundle's ``architecture`` block (registry name + full config)."""
-    import dataclasses
-
-    from vitfas.models.registry import _REGISTRY, get_entry
-
-    name, cfg = arch.get("name"), arch.get("config") or {}
-    if name:
-        entry = get_entry(name)
-    else:
-        cls_name = arch.get("class")
-        entry = next((e for e in _REGISTRY.values() if e.builder.__name__ == cls_name), None)
-        if entry is None:
-            raise BadCheckpointError(f"bundle architecture names no known model: {arch}")
-    config_cls = type(entry.config)
-    valid = {f.name for f in dataclasses.fields(config_cls)}
-    unknown = sorted(set(cfg) - valid)
-    if unknown:
-        raise BadCheckpointError(
-            f"architecture config has unknown keys {unknown} for {config_cls.__name__}"
-        )
-    config = config_cls.from_dict(cfg) if hasattr(config_cls, "from_dict") else config_cls(**cfg)
-    model = entry.builder(config)
-    model.registry_name = name
-    return model
-
-
-def read_bundle_config(path: str | Path) -> dict[str, Any]:
-    """A bundle folder's parsed ``config.json``, its ``format_version`` checked.
-
-    Raises:
-        BadCheckpointError: no ``config.json``, invalid JSON, or another format version.
-    """
-    p = Path(path)
-    cfg_path = p / "config.json"
-    if not cfg_path.is_file():
-        raise BadCheckpointError(f"{p} is not a model bundle: {cfg_path} is missing")
-    try:
-        config = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise BadCheckpointError(f"{cfg_path}: invalid JSON ({exc})") from exc
-    if not isinstance(config, dict) or config.get("format_version") != FORMAT_VERSION:
-        got = config.get("format_version") if isinstance(config, dict) else type(config).__name__
-        raise BadCheckpointError(
-            f"{cfg_path}: format_version {got!r}, expected {FORMAT_VERSION}"
-        )
-    return config
-
-
 def bundle_kind(config: dict[str, Any]) -> str:
     """What runs a bundle: ``"network"`` (a PyTorch model, the default when ``config.json``
     has no ``kind``) or another kind such as ``"lbp-svm"`` (:mod:`vitfas.baselines`)."""
@@ -247,8 +212,6 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
         BadCheckpointError: not a bundle, or a bundle of another kind (e.g. an LBP baseline,
             which ``vitfas predict`` runs but which has no network).
     """
-    from safetensors.torch import load_file
-
     p = Path(path)
     config = read_bundle_config(p)
     kind = bundle_kind(config)
@@ -257,23 +220,6 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
             f"{p} is a {kind!r} bundle, not a network bundle; this command needs a network "
             "(vitfas predict runs both kinds)"
         )
-    model = build_from_architecture(config["architecture"])
-    if config.get("adapters"):
-        from vitfas.models import adapters as _adapters  # installed by the training issue
-
-        _adapters.add_adapters(model, **config["adapters"])
-    weights = p / "model.safetensors"
-    if not weights.is_file():
-        raise BadCheckpointError(f"{p}: model.safetensors is missing")
-    sd = load_file(str(weights))
-    if config.get("base_checkpoint"):
-        from vitfas.weights import load_checkpoint
-
-        base = load_checkpoint(config["base_checkpoint"], model)
-        base.update(sd)
-        sd = base
-    from vitfas.weights import check_and_load
-
-    check_and_load(model, sd, source=str(weights))
+    model = load_bundle_model(p, config)
     model.eval().to(device)
     return Bundle(model=model, path=p, config=config)

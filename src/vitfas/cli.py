@@ -24,7 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vitfas.data.cli",
     "vitfas.explain.cli",
     "vitfas.baselines.cli",
-    "vitfas.predict_cli",
+    "vitfas.predict.cli",
     "vitfas.export.onnx",
     "vitfas.serve.cli",
     "vitfas.demo.cli",
