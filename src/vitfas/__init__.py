@@ -8,9 +8,20 @@ from vitfas.errors import (
     NoFaceError,
     VitfasError,
 )
-from vitfas.models import VisionTransformer, ViTConfig, create_model, list_models
 
 __version__ = "0.1.0"
+
+# torch-backed names are imported on first use, so that `import vitfas.errors` (and the
+# command line's --help/--version) do not pay for importing torch.
+_LAZY = {"VisionTransformer", "ViTConfig", "create_model", "list_models"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import vitfas.models as _models
+
+        return getattr(_models, name)
+    raise AttributeError(f"module 'vitfas' has no attribute {name!r}")
 
 
 def load_model(path, **kwargs):
