@@ -43,7 +43,7 @@ GLOBAL_FLAGS = {"-q": "quiet", "--quiet": "quiet", "-v": "verbose", "--verbose":
 
 log = logging.getLogger("vitfas")
 
-_RST_LITERAL = re.compile(r"``(.+?)``")
+_RST_LITERAL = re.compile(r"``(.+?)``", re.S)
 _RST_ROLE = re.compile(r":(?:class|func|meth|mod|data|attr):`~?([^`]+)`")
 
 
@@ -63,42 +63,42 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         text = action.help or ""
         default = action.default
         if (
-            not text
-            or "default" in text.lower()
+            "default" in text.lower()
             or default is None
             or default is False
             or default is argparse.SUPPRESS
             or not (action.option_strings or action.nargs in ("?", "*"))
         ):
             return text
-        return text + " (default: %(default)s)"
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
 
     def _expand_help(self, action: argparse.Action) -> str:
         return plain_text(super()._expand_help(action))
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
+        """Wrap each paragraph; keep lists (``- item`` lines, or indented lines under a
+        heading) one item per line with a hanging indent."""
         import textwrap
 
         out = []
         for para in re.split(r"\n\s*\n", plain_text(text).strip("\n")):
             lines = para.splitlines()
-            if any(ln.lstrip().startswith(("- ", "* ")) for ln in lines) or (
-                len(lines) > 1 and all(ln.startswith("  ") for ln in lines)
-            ):
-                items: list[str] = []  # list items, continuation lines joined to their item
-                for ln in lines:
-                    s = ln.strip()
-                    if s.startswith(("- ", "* ")) or not items or (
-                        ln.startswith("  ") and not ln.startswith("    ")
-                    ):
-                        items.append(s)
-                    else:
-                        items[-1] += " " + s
-                out += [textwrap.fill(it, width, initial_indent=indent + "  ",
-                                      subsequent_indent=indent + "    ") for it in items]
-            else:
+            bullets = any(ln.lstrip().startswith(("- ", "* ")) for ln in lines)
+            if not (bullets or any(ln.startswith(" ") for ln in lines[1:])):
                 out.append(textwrap.fill(" ".join(para.split()), width,
                                          initial_indent=indent, subsequent_indent=indent))
+            else:
+                items: list[tuple[str, str]] = []  # (leading spaces, text) per item
+                for ln in lines:
+                    lead, s = ln[: len(ln) - len(ln.lstrip())], ln.strip()
+                    if items and bullets and not s.startswith(("- ", "* ")):
+                        items[-1] = (items[-1][0], items[-1][1] + " " + s)
+                    else:
+                        items.append((lead, s))
+                out += [textwrap.fill(s, width, initial_indent=indent + lead,
+                                      subsequent_indent=indent + lead + "    ",
+                                      break_long_words=False, break_on_hyphens=False)
+                        for lead, s in items]
             out.append("")
         return "\n".join(out).rstrip("\n")
 
@@ -124,11 +124,16 @@ def _version() -> str:
             f"{sys.version.split()[0]})")
 
 
-def _add_global_options(parser: argparse.ArgumentParser, top: bool) -> None:
-    """``-q``/``-v`` on ``parser`` (and its sub-commands) unless it defines them itself.
+def _finish(parser: argparse.ArgumentParser, top: bool) -> None:
+    """``-q``/``-v`` on ``parser`` (and its sub-commands) unless it defines them itself, and
+    a help line for any option without one whose default is worth showing.
 
     Verb-level copies default to SUPPRESS so they never overwrite the top-level value.
     """
+    for action in parser._actions:
+        if not action.help and action.default not in (None, False, argparse.SUPPRESS) \
+                and action.option_strings:
+            action.help = "default: %(default)s"
     have = parser._option_string_actions
     default: object = False if top else argparse.SUPPRESS
     if "-q" not in have and "--quiet" not in have:
@@ -140,7 +145,7 @@ def _add_global_options(parser: argparse.ArgumentParser, top: bool) -> None:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for child in set(action.choices.values()):
-                _add_global_options(child, top=False)
+                _finish(child, top=False)
 
 
 def build_parser(verbs: Iterable[str] | None = None) -> argparse.ArgumentParser:
@@ -167,7 +172,7 @@ def build_parser(verbs: Iterable[str] | None = None) -> argparse.ArgumentParser:
                     choice.help = summary
         else:
             sub.add_parser(name, help=summary, add_help=False)
-    _add_global_options(parser, top=True)
+    _finish(parser, top=True)
     return parser
 
 

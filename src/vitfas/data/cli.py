@@ -13,6 +13,11 @@ from vitfas.data.manifest import write_manifest as _write
 from vitfas.faces import CropRecipe, list_detectors
 
 
+def _first_paragraph(doc: str | None) -> str:
+    """A docstring's first paragraph on one line (whole sentences, never cut at a newline)."""
+    return " ".join((doc or "").strip().split("\n\n")[0].split())
+
+
 def register(subparsers: Any) -> None:
     """Add the ``data`` verb with its three sub-commands."""
     p = subparsers.add_parser("data", help="index datasets, build protocols, crop faces",
@@ -22,10 +27,8 @@ def register(subparsers: Any) -> None:
 
     ix = sub.add_parser("index", help="write a manifest for a dataset folder",
                         description="Walk a dataset folder and write a manifest CSV.",
-                        formatter_class=argparse.RawDescriptionHelpFormatter,
                         epilog="layouts:\n  " + "\n  ".join(
-                            f"{k}: {(v.__doc__ or '').strip().splitlines()[0]}"
-                            for k, v in LAYOUTS.items()))
+                            f"{k}: {_first_paragraph(v.__doc__)}" for k, v in LAYOUTS.items()))
     ix.add_argument("root", type=Path, help="dataset root folder")
     ix.add_argument("--layout", "-l", required=True, choices=[*LAYOUTS, *ALIASES],
                     metavar="LAYOUT", help=f"one of {', '.join(LAYOUTS)}")

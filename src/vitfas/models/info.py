@@ -1,4 +1,5 @@
-"""``vitfas info MODEL`` and ``vitfas info --list [GLOB]``: shapes, parameters, FLOPs and activation memory of a model.
+"""``vitfas info MODEL``: shapes, parameters, FLOPs and activation memory of a model;
+``vitfas info --list [GLOB]``: the registered names, parameter counts and public weights.
 
 Shapes and FLOPs are measured on PyTorch's ``meta`` device, so they are instant for any
 size (ViT-H included):
