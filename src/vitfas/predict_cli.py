@@ -42,7 +42,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--onnx", metavar="FILE", help="ONNX graph (default BUNDLE/model.onnx)")
     p.add_argument("--frames", type=int, default=None,
                    help="frames per video (default: the bundle's frames_per_video)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="most face crops per forward")
     p.set_defaults(func=run)
 
 
