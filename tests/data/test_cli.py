@@ -5,18 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from vitfas import cli
 from vitfas.data.manifest import read_manifest, resolve_path
 
 from .helpers import write_image
-
-
-@pytest.fixture(autouse=True)
-def _only_data_verb(monkeypatch: pytest.MonkeyPatch) -> None:
-    # other parts' verbs may not be merged in this branch yet
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("vitfas.data.cli",))
 
 
 def test_index_writes_relative_manifest(tmp_path: Path, capsys) -> None:

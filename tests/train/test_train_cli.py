@@ -21,11 +21,6 @@ TINY_MODEL = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _only_train_verb(monkeypatch):
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("vitfas.train.cli",))
-
-
 def _config(tmp_path, data_path, **sections):
     cfg = {
         "out": str(tmp_path / "run"),
