@@ -64,11 +64,55 @@ class Bundle:
         return None if t is None else float(t["value"])
 
     @property
+    def architecture(self) -> str:
+        """What the network is: registry base and the settings that differ from it."""
+        return architecture_name(self.config.get("architecture", {}))
+
+    @property
     def model_id(self) -> str:
-        """A short identifier: architecture name + the weights' hash prefix."""
-        a = self.config.get("architecture", {})
-        arch = a.get("name") or a.get("class") or "model"
-        return f"{arch}@{self.config.get('weights_sha256', '')[:12]}"
+        """A short identifier: :attr:`architecture` + the weights' hash prefix."""
+        return f"{self.architecture}@{self.config.get('weights_sha256', '')[:12]}"
+
+
+# head size is reported with the class names, not as part of the architecture
+_NOT_ARCHITECTURE = frozenset({"num_classes"})
+
+
+def architecture_name(arch: dict[str, Any]) -> str:
+    """Name a bundle's network by what it is: ``base(key=value,...)``.
+
+    ``base`` is the registry name it was built from; the keys are the config fields whose
+    values differ from that registry entry (the overrides to pass to
+    :func:`vitfas.create_model` to build it again), ``num_classes`` excepted. A square size
+    shows as one number. Without a registry name the model class is used.
+
+    >>> architecture_name({"name": "vit_tiny_patch16_224", "config": {"patch_size": 4,
+    ...     "embed_dim": 192, "img_size": [32, 32], "num_classes": 2}})
+    'vit_tiny_patch16_224(patch_size=4,img_size=32)'
+    """
+    name = arch.get("name")
+    if not name:
+        return str(arch.get("class") or "model")
+    from vitfas.models.registry import get_entry
+
+    try:
+        base = get_entry(name).config.to_dict()
+    except Exception:  # unknown name (e.g. a bundle from a newer vitfas): name as recorded
+        return str(name)
+    diffs = []
+    for key, value in (arch.get("config") or {}).items():
+        if key in _NOT_ARCHITECTURE or key not in base or _same(base[key], value):
+            continue
+        if isinstance(value, (list, tuple)) and len(value) == 2 and value[0] == value[1]:
+            value = value[0]
+        diffs.append(f"{key}={value}")
+    return f"{name}({','.join(diffs)})" if diffs else str(name)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return list(a) == list(b)
+    return a == b
 
 
 def _sha256(path: Path) -> str:
@@ -147,7 +191,7 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any] | None = None) ->
     """A short Markdown model card from a bundle's config (and metrics, if any)."""
     arch = config.get("architecture", {})
     lines = [
-        f"# {arch.get('name') or arch.get('class', 'model')}",
+        f"# {architecture_name(arch)}",
         "",
         f"- classes: {config.get('class_names')} (live index: {config.get('live_index')})",
     ]
