@@ -41,7 +41,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--runtime", choices=("torch", "onnx"), default="torch")
     p.add_argument("--onnx", metavar="FILE", help="ONNX graph (default BUNDLE/model.onnx)")
     p.add_argument("--frames", type=int, default=None,
-                   help="frames per video (default: the bundle's frames_per_video)")
+                   help="frames sampled uniformly from each video (default: the bundle's "
+                   "frames_per_video: data prepare's --frames, else 8)")
     p.add_argument("--batch-size", type=int, default=32, help="most face crops per forward")
     p.set_defaults(func=run)
 
@@ -104,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from vitfas.bundle import load_bundle
-    from vitfas.predict import Predictor, expand_inputs
+    from vitfas.predict import Predictor, expand_inputs, kind_of
 
     bundle = load_bundle(args.bundle)
     pred = Predictor(bundle, runtime=args.runtime, onnx_path=args.onnx,
@@ -139,6 +140,10 @@ def run(args: argparse.Namespace) -> int:
             f"{pred.threshold:.4g} ({pred.threshold_source}), runtime {pred.runtime}{dest}",
             file=sys.stderr,
         )
+    n_videos = sum(kind_of(f) == "video" for f in files)
+    if n_videos and not args.quiet:
+        print(f"predict: {n_videos} video(s) scored on {pred.frames_per_video} frames each "
+              f"(mean P(live); --frames N to change)", file=sys.stderr)
     if args.strict and (counts["error"] or counts["no_face"]):
         return 1
     return 0

@@ -64,6 +64,7 @@ def test_it_must_learn_halftone(tmp_path, capsys):
     assert bundle.class_names == ["spoof", "live"] and bundle.live_index == 1
     assert bundle.config["threshold"]["criterion"] == "dev EER"
     assert bundle.preprocessing["img_size"] == [32, 32]
+    assert bundle.preprocessing["frames_per_video"] == 8  # videos: several frames, not 1
     # score the held-out test split independently, at the dev threshold from the bundle
     scores, labels, attacks = _scores(bundle, data / "test")
     m = error_rates(Scores.from_arrays(scores, labels, attacks), bundle.threshold)

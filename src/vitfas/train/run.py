@@ -327,7 +327,8 @@ def run_training(
     preprocessing = {
         "detector": "none",
         "crop_scale": 1.0,
-        "frames_per_video": 1,
+        # frames `vitfas predict` scores per video: data prepare's count, else 8
+        "frames_per_video": 8,
         **prepared_recipe(cfg.data),
         **cfg.data.preprocessing,
         "img_size": [cfg.data.img_size, cfg.data.img_size],
