@@ -112,6 +112,16 @@ def test_adapters_scope_and_resume(tmp_path, small_data, capsys):
         assert torch.equal(v, ckpt["model"][k]), k
     for k, v in ref["ema"].items():
         assert torch.equal(v, ckpt["ema"][k]), k
+    # --overwrite starts afresh in a used folder, deleting only what a run writes
+    (straight / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert cli.main(["-q", "train", str(cfg), f"out={straight}", "trainer.max_steps=1",
+                     "--overwrite", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 1
+    assert (straight / "notes.txt").read_text() == "mine"
+    assert cli.main(["-q", "train", str(cfg), f"out={straight}", "--overwrite",
+                     "--resume"]) == 1
+    assert "pick one" in capsys.readouterr().err
     assert b.config["training"]["trainable"] == "adapters"
     # frozen backbone weights never moved: compare with a fresh model of the same seed
     from vitfas.train.config import load_config
