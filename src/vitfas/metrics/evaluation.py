@@ -206,6 +206,36 @@ def _check_both(name: str, level: str, s: Scores) -> None:
         )
 
 
+def manifest_for(data: str | Path, out_dir: str | Path | None = None) -> Path:
+    """The manifest to evaluate: ``data`` itself when it is a CSV file, or one indexed from
+    a dataset folder (``[split/]live/**`` and ``[split/]spoof/[attack_type/]**``, the layout
+    ``vitfas train`` reads as ``format: imagefolder``), written to ``out_dir/manifest.csv``
+    (a temporary folder when ``out_dir`` is ``None``).
+
+    Raises:
+        BadDataError: ``data`` does not exist, or a folder not in that layout.
+    """
+    p = Path(data)
+    if p.is_file():
+        return p
+    if not p.is_dir():
+        raise BadDataError(
+            f"{p} does not exist: give a manifest CSV (made by `vitfas data index ROOT -l "
+            f"LAYOUT -o manifest.csv`) or a dataset folder with live/ and spoof/ sub-folders"
+        )
+    import tempfile
+
+    from vitfas.data.layouts import index_dataset
+    from vitfas.data.manifest import write_manifest
+
+    rows = index_dataset("folder", p)
+    folder = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="vitfas-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    out = write_manifest(folder / "manifest.csv", rows)
+    log.info("indexed %d files of %s into %s", len(rows), p, out)
+    return out
+
+
 def run_eval(
     bundle_path: str | Path,
     manifest: str | Path,
@@ -232,6 +262,7 @@ def run_eval(
     from vitfas.bundle import load_bundle
 
     bundle = load_bundle(bundle_path, device=device)
+    manifest = manifest_for(manifest, out_dir)
     sm = score_manifest(bundle, manifest, [dev_split, test_split], batch_size, num_workers,
                         device, progress, open_dataset)
     present = {str(r.get("split", "")).strip() for r in sm.rows}
@@ -370,13 +401,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "eval",
         help="score a manifest with a model bundle; ISO/IEC 30107-3 metrics and a report",
-        description="Score every dev/test row of MANIFEST with BUNDLE, apply the operating "
+        description="Score every dev/test row of DATA with BUNDLE, apply the operating "
         "threshold (the bundle's, or one chosen on the dev split) unchanged to test, and "
         "report APCER per attack type, BPCER, ACER, HTER, EER, AUC, BPCER20/100 at frame and "
         "video level, with ROC/DET curves and histograms.",
     )
     p.add_argument("bundle", help="model bundle folder (from vitfas train)")
-    p.add_argument("manifest", help="manifest CSV (path,label,attack_type,...,split)")
+    p.add_argument("manifest", metavar="DATA",
+                   help="a manifest CSV (path,label,attack_type,...,split), or a dataset folder "
+                   "as train takes it ([split/]live/ and [split/]spoof/[attack_type/]), "
+                   "indexed into OUTPUT/manifest.csv")
     p.add_argument("--dev-split", default="dev", help="split to choose thresholds on")
     p.add_argument("--test-split", default="test", help="split to report")
     p.add_argument("--criterion", default=None, type=_criterion_arg,
