@@ -148,11 +148,14 @@ def run_prepare(args: argparse.Namespace) -> int:
         t = s["total"]
         print(f"wrote {s['manifest']}: {t['crops']} crops from {t['inputs']} inputs "
               f"({s['processed']} processed now, {s['reused']} from an earlier run)")
-        print(f"  {'dataset':14s} {'inputs':>7s} {'crops':>7s} {'FTA frames':>10s} "
-              f"{'FTA inputs':>10s} {'unreadable':>10s}")
+        print(f"  {'dataset':14s} {'inputs':>7s} {'crops':>7s} {'frames':>8s} {'inputs':>8s} "
+              f"{'unreadable':>10s}")
+        print(f"  {'':14s} {'':>7s} {'':>7s} {'no face':>8s} {'no face':>8s} {'inputs':>10s}")
         for d, c in s["datasets"].items():
-            print(f"  {d:14s} {c['inputs']:7d} {c['crops']:7d} {c['no_face_frames']:10d} "
-                  f"{c['no_face_inputs']:10d} {c['unreadable']:10d}")
+            print(f"  {d:14s} {c['inputs']:7d} {c['crops']:7d} {c['no_face_frames']:8d} "
+                  f"{c['no_face_inputs']:8d} {c['unreadable']:10d}")
+        print("  (inputs: images and videos; no face: a failure to acquire, FTA, kept in the "
+              "manifest with fta=1)")
         bad = [f for f in s["failures"] if f["reason"] == "unreadable"]
         if bad:
             print(f"skipped {len(bad)} unreadable file(s):")
