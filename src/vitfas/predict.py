@@ -23,14 +23,11 @@ import numpy as np
 import torch
 
 from vitfas.bundle import Bundle
+from vitfas.data.inputs import expand_inputs, kind_of  # noqa: F401  (the walker, re-exported)
 from vitfas.errors import BadCheckpointError, BadConfigError, BadImageError, NoFaceError
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
-)
-VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
 DEFAULT_THRESHOLD = 0.5
 
 
@@ -345,22 +342,3 @@ def _open_onnx(bundle: Bundle, onnx_path: str | Path | None) -> Any:
 
 def no_face_error(path: str | Path) -> NoFaceError:
     return NoFaceError(f"{path}: no face found (failure to acquire)")
-
-
-def kind_of(path: Path) -> str:
-    """``"video"`` for known video extensions, else ``"image"``."""
-    return "video" if path.suffix.lower() in VIDEO_EXTENSIONS else "image"
-
-
-def expand_inputs(paths: Sequence[str | Path]) -> list[Path]:
-    """Files as given, folders walked recursively for image and video files (sorted)."""
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out += sorted(
-                f for f in p.rglob("*")
-                if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
-            )
-        else:
-            out.append(p)
-    return out

@@ -63,7 +63,8 @@ def _write_explanations(pred: Any, items: list[tuple[str, Any]], out_dir: Path,
 
 def predict_one(pred: Any, path: Path, explain_dir: Path | None, index: int) -> dict[str, Any]:
     """The JSON record for one input file; never raises for bad input."""
-    from vitfas.predict import kind_of, load_image
+    from vitfas.data.inputs import kind_of
+    from vitfas.predict import load_image
 
     kind = kind_of(path)
     rec: dict[str, Any] = {"path": str(path), "kind": kind}
@@ -105,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from vitfas.bundle import load_bundle
-    from vitfas.predict import Predictor, expand_inputs, kind_of
+    from vitfas.data.inputs import expand_inputs, kind_of
+    from vitfas.predict import Predictor
 
     bundle = load_bundle(args.bundle)
     pred = Predictor(bundle, runtime=args.runtime, onnx_path=args.onnx,
