@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from importlib.metadata import version
+from pathlib import Path
 
 import pytest
 
@@ -110,3 +112,22 @@ def test_layout_descriptions_are_whole(full_parser: argparse.ArgumentParser) -> 
 def test_unknown_verb_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["nosuchverb"]) == 2
     assert "invalid choice: 'nosuchverb'" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("line", "want", "absent"), [
+    ("vitfas in", {"info"}, {"train"}),
+    ("vitfas info deit_tiny_p", {"deit_tiny_patch16_224"}, set()),
+    ("vitfas config show synth", {"synthetic_halftone"}, set()),
+    ("vitfas train --ov", {"--overwrite"}, set()),
+])
+def test_shell_completion_of_verbs_options_and_names(
+        tmp_path: Path, line: str, want: set[str], absent: set[str]) -> None:
+    """What the shell gets on TAB (argcomplete's protocol, run as the shell runs it)."""
+    out = tmp_path / "completions"
+    env = {**os.environ, "_ARGCOMPLETE": "1", "COMP_LINE": line, "COMP_POINT": str(len(line)),
+           "_ARGCOMPLETE_IFS": "\n", "_ARGCOMPLETE_STDOUT_FILENAME": str(out)}
+    subprocess.run([sys.executable, "-c", "from vitfas.cli import main; main()"], env=env,
+                   capture_output=True, timeout=100, check=False)
+    got = {c.strip() for c in out.read_text().split("\n") if c.strip()}
+    assert want <= got and not absent & got, got

@@ -185,24 +185,33 @@ def find_verb(argv: Sequence[str]) -> str | None:
     return None
 
 
-def _autocomplete() -> None:
-    """Shell completion (argcomplete) when the shell asks for it; returns otherwise."""
+def autocomplete(**kwargs: Any) -> None:
+    """Shell completion (argcomplete) when the shell asks for it; returns otherwise.
+
+    Only the verb being completed is imported, so a TAB costs what that verb's ``--help``
+    does. ``kwargs`` go to ``argcomplete.autocomplete``.
+    """
     if "_ARGCOMPLETE" not in os.environ:
         return
     import shlex
 
     import argcomplete
 
-    words = shlex.split(os.environ.get("COMP_LINE", ""))[1:]
+    line = os.environ.get("COMP_LINE", "")
+    line = line[: int(os.environ.get("COMP_POINT", len(line)))]
+    try:
+        words = shlex.split(line)[1:]
+    except ValueError:  # an open quote
+        words = line.split()[1:]
     verb = find_verb(words)
-    # complete a verb's options only once the verb is typed in full
-    parser = build_parser([verb] if verb in COMMANDS and len(words) > 1 else [])
-    argcomplete.autocomplete(parser)
+    # a verb's own options once the verb is typed in full (a space after it)
+    full = verb in COMMANDS and (len(words) > 1 or line.endswith(" "))
+    argcomplete.autocomplete(build_parser([verb] if full else []), **kwargs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code."""
-    _autocomplete()
+    autocomplete()
     argv = list(sys.argv[1:] if argv is None else argv)
     verb = find_verb(argv)
     parser = build_parser([verb] if verb else [])
