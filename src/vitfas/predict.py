@@ -23,7 +23,9 @@ import numpy as np
 import torch
 
 from vitfas.bundle import Bundle
-from vitfas.data.inputs import expand_inputs, kind_of  # noqa: F401  (the walker, re-exported)
+from vitfas.data.inputs import expand_inputs, kind_of  # noqa: F401  (re-exported)
+from vitfas.data.io import IMAGE_EXTENSIONS  # noqa: F401  (re-exported)
+from vitfas.data.video import VIDEO_EXTENSIONS  # noqa: F401  (re-exported)
 from vitfas.errors import BadCheckpointError, BadConfigError, BadImageError, NoFaceError
 
 log = logging.getLogger(__name__)
