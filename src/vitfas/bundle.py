@@ -5,7 +5,7 @@ Layout::
 
     bundle/
       config.json        format_version, architecture, adapters, class_names, live_index,
-                         preprocessing, threshold, training
+                         preprocessing, threshold, calibration, training
       model.safetensors  weights (or, for an adapter-only bundle, just the adapter/head
                          weights plus ``base_checkpoint`` in config.json)
       metrics.json       dev and test figures as ``eval`` writes them (optional)
@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vitfas.errors import BadCheckpointError
+from vitfas.errors import BadCheckpointError, BadConfigError
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,24 @@ class Bundle:
         return None if t is None else float(t["value"])
 
     @property
+    def temperature(self) -> float:
+        """The softmax temperature T of the ``calibration`` block (1.0 when absent).
+
+        Every consumer turns logits into probabilities as ``softmax(logits / T)``
+        (:func:`vitfas.metrics.calibration.scaled_softmax`); the threshold is on that scale.
+
+        Raises:
+            BadCheckpointError: a recorded temperature that is not a finite number > 0.
+        """
+        from vitfas.metrics.calibration import check_temperature
+
+        cal = self.config.get("calibration") or {}
+        try:
+            return check_temperature(cal.get("temperature", 1.0))
+        except (BadConfigError, TypeError, ValueError) as exc:
+            raise BadCheckpointError(f"{self.path}/config.json: calibration.{exc}") from exc
+
+    @property
     def model_id(self) -> str:
         """A short identifier: architecture name + the weights' hash prefix."""
         a = self.config.get("architecture", {})
@@ -90,6 +108,7 @@ def save_bundle(
     preprocessing: dict[str, Any] | None = None,
     threshold: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
+    calibration: dict[str, Any] | None = None,
     adapters: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
     state_dict: dict[str, torch.Tensor] | None = None,
@@ -105,7 +124,10 @@ def save_bundle(
         class_names: logit order; ``live_index`` names the live class for FAS.
         preprocessing: crop recipe and normalisation (detector, scale, size, mean, std,
             colour order, frames per video).
-        threshold: ``{"value": float, "criterion": "dev EER", "split": "dev"}``.
+        threshold: ``{"value": float, "criterion": "dev EER", "split": "dev"}`` (plus the
+            dev ``margin`` for the EER criterion), on the calibrated P(live) scale.
+        calibration: ``{"method": "temperature" | "none", "temperature": T, ...}``; consumers
+            compute ``softmax(logits / T)``. ``None``: not recorded (T = 1).
         state_dict: weights to save instead of the full ``model.state_dict()`` (used for
             adapter-only bundles, with ``base_checkpoint`` naming the rest).
     """
@@ -130,6 +152,7 @@ def save_bundle(
         "live_index": live_index,
         "preprocessing": preprocessing or {},
         "threshold": threshold,
+        "calibration": calibration,
         "training": training or {},
         "base_checkpoint": base_checkpoint,
         "weights_sha256": _sha256(weights),
@@ -157,6 +180,15 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any] | None = None) ->
             f"- threshold: {thr.get('value'):.6g} ({thr.get('criterion')}, chosen on "
             f"{thr.get('split')})"
         )
+        from vitfas.metrics.core import describe_margin
+
+        margin = describe_margin(thr.get("margin"))
+        if margin:
+            lines.append(f"- {thr.get('split') or 'dev'} margin: {margin}")
+    cal = config.get("calibration") or {}
+    if cal.get("method") == "temperature":
+        lines.append(f"- calibration: temperature {cal.get('temperature'):.4g} fitted on "
+                     f"{cal.get('split')} (P(live) = softmax(logits / T))")
     pre = config.get("preprocessing") or {}
     if pre:
         lines.append("- preprocessing: " + ", ".join(f"{k}={v}" for k, v in pre.items()))
