@@ -48,15 +48,14 @@ def make_scores(
 
 def choose_threshold(dev: Scores, criterion: str = "eer") -> dict[str, Any]:
     """The operating threshold chosen on dev: the bundle's ``threshold`` block
-    ``{"value", "criterion": "dev EER", "split": "dev"}``."""
+    ``{"value", "criterion": "dev EER (interval midpoint, logit)", "split": "dev", "margin"}``
+    (see :func:`vitfas.metrics.select_threshold`)."""
     return select_threshold(dev, criterion, split="dev").to_dict()
 
 
 def split_report(splits: Mapping[str, Scores], threshold: Mapping[str, Any]) -> dict[str, Any]:
     """Every figure for each split at the dev threshold (the content of ``metrics.json``)."""
-    thr = Threshold(float(threshold["value"]), str(threshold["criterion"]),
-                    threshold.get("split"))
-    return evaluate(dict(splits), threshold=thr)
+    return evaluate(dict(splits), threshold=Threshold.from_dict(threshold))
 
 
 def dev_figures(s: Scores) -> dict[str, float]:
