@@ -302,7 +302,7 @@ def test_eval_applies_the_bundle_temperature_and_reports_calibration(tmp_path, l
         s = expected_score(g)
         return 1 / (1 + math.exp(-math.log(s / (1 - s)) / 2))
 
-    for row, (g, *_rest, fta) in zip(srows, ROWS):
+    for row, (g, *_rest) in zip(srows, ROWS):
         if row["score"]:
             assert float(row["score"]) == pytest.approx(calibrated(g), abs=1e-5)
     assert float(srows[0]["score"]) != pytest.approx(expected_score(ROWS[0][0]), abs=1e-3)

@@ -74,22 +74,22 @@ def test_eer_at_a_single_point_keeps_the_interpolated_threshold():
 
 
 def test_scores_of_exactly_zero_and_one_are_clipped_before_the_logit():
-    L = logit(1 - LOGIT_EPS)  # = -logit(LOGIT_EPS) = 16.118...
-    assert L == pytest.approx(16.11809565, abs=1e-6)
-    # saturated on both sides: interval (0, 1], clipped logits -L and L -> midpoint 0.5
+    top = logit(1 - LOGIT_EPS)  # = -logit(LOGIT_EPS) = 16.118...
+    assert top == pytest.approx(16.11809565, abs=1e-6)
+    # saturated on both sides: interval (0, 1], clipped logits -top and top -> midpoint 0.5
     s = Scores.from_arrays([1.0, 1.0, 0.0, 0.0], [1, 1, 0, 0])
     e = eer(s)
     assert e.threshold == pytest.approx(0.5)
-    assert e.margin == 1.0 and e.margin_logit == pytest.approx(2 * L)
-    # one side saturated: interval (.2, 1] -> sigmoid((logit .2 + L) / 2) = 0.99937
+    assert e.margin == 1.0 and e.margin_logit == pytest.approx(2 * top)
+    # one side saturated: interval (.2, 1] -> sigmoid((logit .2 + top) / 2) = 0.99937
     s = Scores.from_arrays([1.0, 0.999, 0.2, 0.0], [1, 1, 0, 0])
     e = eer(s)
     assert (e.low, e.high) == (0.2, 0.999)
     s = Scores.from_arrays([1.0, 1.0, 0.2, 0.0], [1, 1, 0, 0])
     e = eer(s)
-    assert e.threshold == pytest.approx(sigmoid((logit(0.2) + L) / 2))
+    assert e.threshold == pytest.approx(sigmoid((logit(0.2) + top) / 2))
     assert e.threshold == pytest.approx(0.999367, abs=1e-6)
-    assert e.margin_logit == pytest.approx(L - logit(0.2))
+    assert e.margin_logit == pytest.approx(top - logit(0.2))
     assert error_rates(s, e.threshold).hter == 0.0
     # both ends within LOGIT_EPS of 1: clipping leaves no room, the linear midpoint is used
     s = Scores.from_arrays([1.0, 1.0, 1 - 1e-9, 0.5], [1, 1, 0, 0])

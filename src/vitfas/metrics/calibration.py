@@ -95,9 +95,10 @@ def fit_temperature(logits: Any, labels: Any, bounds: tuple[float, float] = T_BO
     """The temperature ``T`` minimising the NLL of ``labels`` under ``softmax(logits / T)``.
 
     A bounded scalar search (``scipy.optimize.minimize_scalar``) over ``log T`` in
-    ``log(bounds)``. When the classes of the set separate completely the NLL keeps falling as
-    ``T -> 0`` and has no finite minimum: the search then stops at the lower bound,
-    ``at_bound`` is True and a warning says so.
+    ``log(bounds)``. When the argmax classifies every sample of the set correctly (T cannot
+    move the decision boundary, so only then) the NLL keeps falling as ``T -> 0`` and has no
+    finite minimum: the search then stops at the lower bound, ``at_bound`` is True and a
+    warning says so.
 
     Args:
         logits: ``[N, C]`` logits (numpy or torch), C >= 2.
@@ -135,7 +136,8 @@ def fit_temperature(logits: Any, labels: Any, bounds: tuple[float, float] = T_BO
     if at_bound:
         log.warning(
             "temperature fit stopped at the bound T=%.4g (search range %s): %s", t, bounds,
-            "the classes separate completely on this set, so the NLL has no finite minimum"
+            "the argmax classifies every sample of this set correctly, so the NLL has no "
+            "finite minimum (use a larger dev set)"
             if t < 1 else "the logits carry almost no information about the labels")
     return TemperatureFit(t, _nll(z, y, 1.0), _nll(z, y, t), at_bound, int(z.shape[0]))
 
