@@ -23,7 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vitfas.metrics.evaluation",
     "vitfas.data.cli",
     "vitfas.explain.cli",
-    "vitfas.predict_cli",
+    "vitfas.predict.cli",
     "vitfas.export.onnx",
     "vitfas.serve.cli",
     "vitfas.demo.cli",

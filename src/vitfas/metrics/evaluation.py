@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vitfas.distributed import distributed_map, get_rank, init_distributed
 from vitfas.errors import BadCheckpointError, BadDataError, VitfasError
 from vitfas.metrics.calibration import scaled_softmax
 from vitfas.metrics.core import (
@@ -39,7 +40,6 @@ from vitfas.metrics.core import (
     select_threshold,
 )
 from vitfas.metrics.report import pct, write_report
-from vitfas.train.distributed import distributed_map, get_rank, init_distributed
 
 log = logging.getLogger(__name__)
 

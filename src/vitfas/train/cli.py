@@ -31,13 +31,13 @@ def _fmt(v: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vitfas.metrics.core import describe_margin
     from vitfas.train.config import load_config
     from vitfas.train.run import TrainConfig, run_training
+    from vitfas.train.scoring import describe_margin
 
     cfg = load_config(TrainConfig, args.config, args.overrides)
     summary = run_training(cfg, resume=args.resume, quiet=args.quiet)
-    from vitfas.train.distributed import get_rank
+    from vitfas.distributed import get_rank
 
     if get_rank() != 0:  # under torchrun rank 0 alone reports
         return 0

@@ -19,7 +19,6 @@ import torch
 from torch import nn
 
 from vitfas.errors import BadConfigError
-from vitfas.metrics.calibration import expected_calibration_error, fit_temperature, scaled_softmax
 from vitfas.train.classify import ClassificationTask
 from vitfas.train.config import save_config, to_dict
 from vitfas.train.data import (
@@ -35,7 +34,13 @@ from vitfas.train.data import (
 from vitfas.train.distill import DistillConfig, load_teacher
 from vitfas.train.engine import Engine, TrainerConfig, resolve_device, seed_everything, unwrap
 from vitfas.train.optim import OptimConfig
-from vitfas.train.scoring import choose_threshold, make_scores, split_report
+from vitfas.train.scoring import (
+    choose_threshold,
+    fit_calibration,
+    live_scores,
+    make_scores,
+    split_report,
+)
 
 log = logging.getLogger(__name__)
 
@@ -171,8 +176,8 @@ def _distill_record(cfg: TrainConfig) -> dict[str, Any] | None:
 
 def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     """Registry model with backbone weights, adapters and the trainable scope applied."""
-    from vitfas.models import create_model
     from vitfas.models.adapters import add_adapters, set_trainable
+    from vitfas.weights import create_model
 
     m = cfg.model
     kwargs: dict[str, Any] = {"drop_path_rate": m.drop_path_rate, **m.overrides}
@@ -232,7 +237,7 @@ def run_training(
         dev/test metrics.
     """
     if rank is None or world_size is None:
-        from vitfas.train.distributed import init_distributed
+        from vitfas.distributed import init_distributed
 
         info = init_distributed(cfg.trainer.device)
         rank, world_size = info.rank, info.world_size
@@ -321,7 +326,7 @@ def run_training(
                 continue
             logits, y = preds[split]
             splits[split] = make_scores(
-                scaled_softmax(logits, temperature)[:, live_index].double().numpy(),
+                live_scores(logits, live_index, temperature),
                 (y == live_index).numpy().astype(int), attack_types_of(ds),
                 fta_counts(cfg.data, getattr(cfg.data, f"{split}_split")),
             )
@@ -414,16 +419,10 @@ def _calibration(cfg: TrainConfig, dev: tuple[torch.Tensor, torch.Tensor] | None
     if dev is None or len(dev[1]) == 0:  # (run_training checks this before training)
         raise BadConfigError(f"output.calibrate: temperature: the dev split "
                              f"{cfg.data.dev_split!r} has no samples to fit T on")
-    logits, y = dev[0].float(), dev[1]
-    fit = fit_temperature(logits, y)
-    rec = fit.to_dict(split=cfg.data.dev_split or "dev")
-    if live_index is not None:
-        live = (y == live_index).numpy()
-        for key, t in (("ece_before", 1.0), ("ece_after", fit.temperature)):
-            rec[key] = expected_calibration_error(
-                scaled_softmax(logits, t)[:, live_index].double().numpy(), live)
-    log.info("temperature calibration on dev: T = %.4g (NLL %.4g -> %.4g)", fit.temperature,
-             fit.nll_before, fit.nll_after)
+    rec = fit_calibration(dev[0].float(), dev[1].numpy(), live_index,
+                          cfg.data.dev_split or "dev")
+    log.info("temperature calibration on dev: T = %.4g (NLL %.4g -> %.4g)", rec["temperature"],
+             rec["nll_before"], rec["nll_after"])
     return rec
 
 
