@@ -13,14 +13,19 @@ __version__ = "0.1.0"
 
 # torch-backed names are imported on first use, so that `import vitfas.errors` (and the
 # command line's --help/--version) do not pay for importing torch.
-_LAZY = {"VisionTransformer", "ViTConfig", "create_model", "list_models"}
+_LAZY = {
+    "VisionTransformer": "vitfas.models",
+    "ViTConfig": "vitfas.models",
+    "list_models": "vitfas.models",
+    "create_model": "vitfas.weights.pretrained",
+}
 
 
 def __getattr__(name: str) -> object:
     if name in _LAZY:
-        import vitfas.models as _models
+        import importlib
 
-        return getattr(_models, name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'vitfas' has no attribute {name!r}")
 
 

@@ -33,7 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("vitfas.metrics.evaluation", "score a dataset with a bundle: metrics and report"),
     "data": ("vitfas.data.cli", "index datasets, build protocols, crop faces"),
     "explain": ("vitfas.explain.cli", "attention maps, rollout and position embeddings"),
-    "predict": ("vitfas.predict_cli", "score faces in images, folders and videos"),
+    "predict": ("vitfas.predict.cli", "score faces in images, folders and videos"),
     "export": ("vitfas.export.onnx", "export a bundle's network to ONNX"),
     "serve": ("vitfas.serve.cli", "serve a bundle over HTTP with a web page"),
     "demo": ("vitfas.demo.cli", "the whole pipeline on built-in data, in minutes on a CPU"),

@@ -125,7 +125,7 @@ def test_bad_files_reported_and_run_goes_on(tiny_bundle, image_dir, tmp_path, mo
 
 def test_no_face_line_and_strict(tiny_bundle, image_dir, tmp_path, monkeypatch):
     """A detector that finds nothing -> status no_face with a clear message."""
-    from vitfas import predict as P
+    from vitfas.predict import predictor as P
 
     class Nothing:
         def apply(self, rgb):

@@ -55,6 +55,7 @@ from vitfas.explain.posembed import (
     similarity_maps,
 )
 from vitfas.explain.rollout import HEAD_FUSIONS
+from vitfas.metrics.calibration import scaled_softmax
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ def load_any_model(
         return load_model(source if source.startswith("hf-hub:") else p, arch).eval().to(device)
     if "/" in source or source.endswith((".pt", ".pth", ".bin", ".safetensors", ".npz")):
         raise BadCheckpointError(f"{source}: no such file or folder")
-    from vitfas.models import create_model
+    from vitfas.weights import create_model
 
     return create_model(source, pretrained=True if pretrained else None).eval().to(device)
 
@@ -352,7 +353,7 @@ def run_images(args: argparse.Namespace) -> int:
             target=target,
         )
         grid_maps = layer_head_maps(model, x, args.query)[0] if args.all_heads else None
-        probs = e.logits.softmax(dim=-1)
+        probs = scaled_softmax(e.logits, bundle.temperature)  # P as predict/eval give it
         lay = e.layout
         for b, (i, k, face) in enumerate(pending):
             base = args.out / f"{stems[i]}.face{k}.{args.method}"
