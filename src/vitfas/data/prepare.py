@@ -67,6 +67,24 @@ class PrepareSettings:
                 "format": self.image_format}
 
 
+def changed_settings(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """``(field, old value, new value)`` for each setting that differs, nested fields named
+    with dots (``recipe.size``)."""
+
+    def flat(d: Any, prefix: str = "") -> dict[str, Any]:
+        if not isinstance(d, dict):
+            return {prefix: d}
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}."))
+        return out
+
+    a = {k.rstrip("."): v for k, v in flat(old).items()}
+    b = {k.rstrip("."): v for k, v in flat(new).items()}
+    return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
+            if k in b and a.get(k) != b.get(k)]
+
+
 def _unit_key(src: Path, frame: str) -> str:
     return hashlib.sha1(f"{src}|{frame}".encode()).hexdigest()[:16]
 
@@ -218,9 +236,11 @@ def prepare(
         old = json.loads(cfg_file.read_text())
         if {k: old.get(k) for k in cfg} != cfg:
             if not overwrite:
+                changed = "; ".join(f"{k}: {a!r} before, {b!r} now"
+                                    for k, a, b in changed_settings(old, cfg))
                 raise BadConfigError(
-                    f"{cfg_file}: this folder was prepared with other settings {old}; "
-                    f"now {cfg}. Use another folder or --overwrite")
+                    f"{cfg_file}: this folder was prepared with other settings ({changed}). "
+                    f"Use another folder, or --overwrite to redo it")
             if get_rank() == 0:
                 for p in parts.glob("*.json") if parts.is_dir() else []:
                     p.unlink()
