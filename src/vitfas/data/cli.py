@@ -26,7 +26,16 @@ def register(subparsers: Any) -> None:
                         formatter_class=argparse.RawDescriptionHelpFormatter,
                         epilog="layouts:\n  " + "\n  ".join(
                             f"{k}: {(v.__doc__ or '').strip().splitlines()[0]}"
-                            for k, v in LAYOUTS.items()))
+                            for k, v in LAYOUTS.items())
+                        + "\n\nyolo example (webcam frames with YOLO face boxes):\n"
+                        "  vitfas data index --layout yolo Dataset --classes 0=spoof,1=live "
+                        "-o cam.csv\n"
+                        "  vitfas data index --layout yolo Dataset --label-from folder "
+                        "-o cam.csv\n"
+                        "  vitfas data prepare cam.csv -o crops --boxes manifest "
+                        "--detector none\n"
+                        "the largest box of each label file labels the image and becomes "
+                        "its face_box_rel/face_box columns.")
     ix.add_argument("root", type=Path, help="dataset root folder")
     ix.add_argument("--layout", "-l", required=True, choices=[*LAYOUTS, *ALIASES],
                     metavar="LAYOUT", help=f"one of {', '.join(LAYOUTS)}")

@@ -527,8 +527,10 @@ def _folder_split(rel: Path) -> str:
 def index_yolo(root: Path, dataset: str | None = None,
                classes: str | dict[int, str] | None = None, label_from: str = "labels",
                **_: Any) -> list[dict[str, str]]:
-    """Images with YOLO label files (``class cx cy w h``, normalised) beside them or in the
-    parallel ``labels/`` folder of an ``images/`` + ``labels/`` tree.
+    """Images + YOLO label files (class cx cy w h), beside them or in a parallel labels/.
+
+    Label files sit beside the images or in the parallel ``labels/`` folder of an
+    ``images/`` + ``labels/`` tree.
 
     The label is the class of the largest box mapped through ``classes`` (e.g.
     ``0=spoof,1=live``; ``label_from="labels"``), or the nearest ``live``/``real``/

@@ -1,0 +1,365 @@
+"""Build the real face anti-spoofing development set from the 15 fetched repositories.
+
+    python benchmarks/real_fas/run.py --mirror DIR --out /work/real_fas [--seed 0]
+
+``--mirror`` is the folder holding the fetched git directories (``owner+name/repo``, as
+``fetch`` leaves them; default: ``$VITFAS_MIRROR``). Steps (each resumable; rerunning the
+command redoes only what is missing):
+
+1. **extract** the listed folders of each repository at its pinned commit
+   (``git archive COMMIT PATHS | tar -x``) into ``OUT/raw/<owner>/``;
+2. **index** each with ``--layout yolo`` (webcam frames: YOLO boxes, labels from the class
+   ids ``0=spoof,1=live`` or from the Real/Fake folders) or ``--layout folder`` (face crops,
+   CelebA-Spoof whole images);
+3. **de-duplicate** by SHA-256 of the file bytes over all 15 repositories (the first copy in
+   table order is kept; a content found under both labels is dropped everywhere; webcam
+   frames without a YOLO box are dropped) -> ``OUT/index/<owner>.csv``;
+4. **prepare** 128 px face crops: webcam frames cut at their YOLO box (``--boxes
+   manifest``), face-crop sets taken whole (``--detector none``), CelebA-Spoof whole images
+   through the dlib detector (its failures to acquire stay in the manifest as ``fta=1``)
+   -> ``OUT/crops/<owner>/manifest.csv``;
+5. **protocols** ``OUT/{intra,cross-camera,cross-dataset}/manifest.csv`` (see README.md).
+
+Nothing here is committed: the photos' licences are unclear (development evaluation only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parents[1] / "src"))
+
+from repos import CLASSES, CROSS_CAMERA_DEV, CROSS_CAMERA_TEST, REPOS, Repo  # noqa: E402
+
+from vitfas.data.layouts import index_dataset  # noqa: E402
+from vitfas.data.manifest import (  # noqa: E402
+    read_manifest,
+    relative_to_manifest,
+    resolve_path,
+    write_manifest,
+)
+from vitfas.data.prepare import prepare  # noqa: E402
+from vitfas.faces import CropRecipe  # noqa: E402
+
+PROTOCOLS = ("intra", "cross-camera", "cross-dataset")
+CROP_SIZE = 128
+TRAIN_CAP = 2000  # train images per protocol (deterministic subsample, stratified)
+DEV_CAP = 1000  # dev images of the webcam protocols (per-epoch model selection stays cheap)
+
+
+def git_dir(mirror: Path, repo: Repo) -> Path:
+    """The fetched git directory of ``repo`` under ``mirror`` (bare, or a clone's .git)."""
+    base = mirror / repo.mirror_dir / "repo"
+    for cand in (base / ".git", base):
+        if (cand / "HEAD").is_file():
+            return cand
+    raise SystemExit(f"{base}: no git directory for {repo.name}; fetch it first "
+                     f"(github:{repo.name})")
+
+
+def extract(mirror: Path, repo: Repo, raw: Path) -> Path:
+    """Extract ``repo.paths`` (and ``prefix_paths``) at ``repo.commit`` into
+    ``raw/<owner>``; returns that folder. Skipped when done for the same commit."""
+    dest = raw / repo.dataset
+    stamp = dest / ".extracted"
+    gd = git_dir(mirror, repo)
+    full = subprocess.run(["git", "--git-dir", str(gd), "rev-parse", "--verify",
+                           f"{repo.commit}^{{commit}}"], capture_output=True, text=True)
+    if full.returncode != 0:
+        raise SystemExit(f"{gd}: commit {repo.commit} of {repo.name} not found "
+                         f"({full.stderr.strip()})")
+    sha = full.stdout.strip()
+    if stamp.is_file() and stamp.read_text().strip() == sha:
+        return dest
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    paths = [*repo.paths, *repo.prefix_paths]
+    missing = write_blobs(gd, sha, paths, dest)
+    if missing:
+        print(f"{repo.name}: {len(missing)} file(s) absent from the fetched git directory "
+              f"(skipped), e.g. {missing[0]}", flush=True)
+    for p in repo.prefix_paths:  # frames labelled by file name: sort into live/ and spoof/
+        src = dest / p
+        for f in sorted(src.rglob("*")):
+            m = re.match(r"(live|spoof)_", f.name, re.I)
+            if not f.is_file() or not m:
+                continue
+            to = dest / "named" / m[1].lower() / f.relative_to(src).as_posix().replace(
+                "/", "__")
+            to.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(f, to)
+        shutil.rmtree(src)
+    stamp.write_text(sha + "\n")
+    return dest
+
+
+KEEP = re.compile(r"\.(jpe?g|png|bmp|webp|txt)$", re.I)
+
+
+def write_blobs(gd: Path, commit: str, paths: list[str], dest: Path) -> list[str]:
+    """Write every image and ``.txt`` file under ``paths`` at ``commit`` into ``dest`` with
+    ``git cat-file --batch`` (one process). Returns the paths whose blobs are absent."""
+    ls = subprocess.run(["git", "--git-dir", str(gd), "ls-tree", "-r", "-z", commit, "--",
+                         *paths], capture_output=True, check=True)
+    entries = []
+    for item in ls.stdout.split(b"\0"):
+        if not item:
+            continue
+        meta, name = item.split(b"\t", 1)
+        mode, typ, oid = meta.split()
+        path = name.decode("utf-8", "surrogateescape")
+        if typ == b"blob" and mode != b"120000" and KEEP.search(path):
+            entries.append((oid.decode(), path))
+    proc = subprocess.Popen(["git", "--git-dir", str(gd), "cat-file", "--batch"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    feed = "".join(f"{oid}\n" for oid, _ in entries).encode()
+
+    def _feed() -> None:  # in a thread: cat-file's output must be read while it is fed
+        assert proc.stdin is not None
+        proc.stdin.write(feed)
+        proc.stdin.close()
+
+    feeder = threading.Thread(target=_feed, daemon=True)
+    feeder.start()
+    missing = []
+    for _oid, path in entries:
+        head = proc.stdout.readline().split()
+        if len(head) < 3 or head[1] == b"missing":
+            missing.append(path)
+            continue
+        data = proc.stdout.read(int(head[2]))
+        proc.stdout.read(1)  # the newline after each object
+        f = dest / path
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(data)
+    feeder.join()
+    proc.wait()
+    return missing
+
+
+def index_repo(repo: Repo, dest: Path) -> list[dict[str, str]]:
+    """Index one extracted repository (absolute paths)."""
+    rows: list[dict[str, str]] = []
+    if repo.kind == "webcam":
+        roots = sorted({(dest / p).parent for p in repo.paths})
+        for r in roots:
+            if repo.label_from == "classes":
+                rows += index_dataset("yolo", r, check="none", dataset=repo.dataset,
+                                      classes=CLASSES)
+            else:
+                rows += index_dataset("yolo", r, check="none", dataset=repo.dataset,
+                                      label_from="folder")
+    else:
+        roots = sorted({(dest / p).parent for p in repo.paths})
+        if repo.prefix_paths:
+            roots.append(dest / "named")
+        for r in roots:
+            rows += index_dataset("folder", r, check="none", dataset=repo.dataset)
+    for r in rows:
+        r["split"] = ""  # the protocols assign splits
+        r["repo"] = repo.name
+        r["commit"] = repo.commit
+        r["kind"] = repo.kind
+    return rows
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def dedup(per_repo: dict[str, list[dict[str, str]]]) -> tuple[
+        dict[str, list[dict[str, str]]], dict[str, dict[str, int]]]:
+    """Keep the first copy of every content (repos in table order, paths sorted); drop a
+    content seen under both labels everywhere, and webcam frames without a box."""
+    labels: dict[str, set[str]] = {}
+    for rows in per_repo.values():
+        for r in rows:
+            r["sha256"] = sha256(Path(r["path"]))
+            labels.setdefault(r["sha256"], set()).add(r["label"])
+    seen: dict[str, str] = {}
+    kept: dict[str, list[dict[str, str]]] = {}
+    stats: dict[str, dict[str, int]] = {}
+    for ds, rows in per_repo.items():
+        c = Counter()
+        out = []
+        for r in sorted(rows, key=lambda r: r["path"]):
+            c["files"] += 1
+            h = r["sha256"]
+            if len(labels[h]) > 1:
+                c["label_conflict"] += 1
+                continue
+            if h in seen:
+                c["dup_same_repo" if seen[h] == ds else "dup_other_repo"] += 1
+                continue
+            seen[h] = ds
+            if r["kind"] == "webcam" and not r.get("face_box_rel"):
+                c["no_box"] += 1
+                continue
+            c[f"kept_{r['label']}"] += 1
+            out.append(r)
+        kept[ds] = out
+        stats[ds] = dict(c)
+    return kept, stats
+
+
+def recipe_for(repo: Repo) -> tuple[CropRecipe, str]:
+    """Crop recipe and box source per kind of image."""
+    if repo.kind == "webcam":
+        return CropRecipe(detector="none", scale=1.0, size=CROP_SIZE), "manifest"
+    if repo.kind == "crop":
+        return CropRecipe(detector="none", scale=1.0, size=CROP_SIZE), "detect"
+    return CropRecipe(detector="dlib", scale=1.0, size=CROP_SIZE), "detect"
+
+
+# ------------------------------------------------------------------ protocols
+def _u(seed: int, *key: str) -> float:
+    """A deterministic uniform number in [0, 1) for ``key``."""
+    h = hashlib.sha256("|".join([str(seed), *key]).encode()).digest()
+    return int.from_bytes(h[:8], "big") / 2**64
+
+
+def group_of(r: dict[str, str]) -> str:
+    """Images that may show the same capture session: one group, one split. nuredinali's
+    frames are named ``<clip> (<k>).png``; elsewhere no clip or subject id is known."""
+    stem = Path(r.get("video") or r["path"]).name
+    if r["dataset"].startswith("nuredinali"):
+        m = re.match(r"(\d+)", stem)
+        if m:
+            return f"{r['dataset']}/{r['label']}/clip{m[1]}"
+    return f"{r['dataset']}/{r.get('video') or r['path']}"
+
+
+def subsample(rows: list[dict[str, str]], cap: int, seed: int) -> list[dict[str, str]]:
+    """At most ``cap`` rows, each (dataset, label) stratum cut in proportion, drawn with
+    ``random.Random(seed)`` from rows in path order; rows keep their order."""
+    if len(rows) <= cap:
+        return rows
+    strata: dict[tuple[str, str], list[int]] = {}
+    for i, r in enumerate(rows):
+        strata.setdefault((r["dataset"], r["label"]), []).append(i)
+    rng = random.Random(seed)
+    keep: set[int] = set()
+    for k in sorted(strata):
+        idx = strata[k]
+        n = round(cap * len(idx) / len(rows))
+        keep.update(rng.sample(idx, min(n, len(idx))))
+    return [r for i, r in enumerate(rows) if i in keep]
+
+
+def build_protocols(crops: dict[str, list[dict[str, str]]], seed: int
+                    ) -> dict[str, list[dict[str, str]]]:
+    """The three protocols from the prepared rows (``dataset`` = repository owner)."""
+    kind = {r.dataset: r.kind for r in REPOS}
+    face_sets = [d for d in crops if kind[d] in ("crop", "whole")]
+    webcam = [d for d in crops if kind[d] == "webcam"]
+    out: dict[str, list[dict[str, str]]] = {}
+
+    intra: dict[str, list[dict[str, str]]] = {"train": [], "dev": [], "test": []}
+    for d in face_sets:
+        for r in crops[d]:
+            u = _u(seed, group_of(r))
+            intra["train" if u < 0.6 else "dev" if u < 0.8 else "test"].append(r)
+    intra["train"] = subsample(intra["train"], TRAIN_CAP, seed)
+    out["intra"] = [{**r, "split": s} for s in ("train", "dev", "test") for r in intra[s]]
+
+    cam_train = [r for d in webcam if d not in (*CROSS_CAMERA_DEV, *CROSS_CAMERA_TEST)
+                 for r in crops[d]]
+    cam_dev = subsample([r for d in CROSS_CAMERA_DEV for r in crops[d]], DEV_CAP, seed)
+    cam_test = [r for d in CROSS_CAMERA_TEST for r in crops[d]]
+    out["cross-camera"] = ([{**r, "split": "train"} for r in subsample(cam_train, TRAIN_CAP,
+                                                                        seed)]
+                           + [{**r, "split": "dev"} for r in cam_dev]
+                           + [{**r, "split": "test"} for r in cam_test])
+
+    xd_train = [r for d in webcam if d not in CROSS_CAMERA_DEV for r in crops[d]]
+    out["cross-dataset"] = ([{**r, "split": "train"} for r in subsample(xd_train, TRAIN_CAP,
+                                                                         seed)]
+                            + [{**r, "split": "dev"} for r in cam_dev]
+                            + [{**r, "split": "test"} for d in face_sets for r in crops[d]])
+    return out
+
+
+def counts(rows: list[dict[str, str]]) -> dict[str, dict[str, int]]:
+    c: dict[str, dict[str, int]] = {}
+    for r in rows:
+        s = c.setdefault(r["split"], {})
+        key = r["label"] + (" fta" if r.get("fta") == "1" else "")
+        s[key] = s.get(key, 0) + 1
+    return c
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--mirror", type=Path, default=os.environ.get("VITFAS_MIRROR"),
+                    help="folder of fetched git directories (owner+name/repo); default "
+                    "$VITFAS_MIRROR")
+    ap.add_argument("--out", type=Path, required=True, help="output folder (not in a repo)")
+    ap.add_argument("--seed", type=int, default=0, help="split and subsample seed")
+    ap.add_argument("--workers", type=int, default=1, help="prepare processes")
+    args = ap.parse_args(argv)
+    if args.mirror is None:
+        ap.error("--mirror (or $VITFAS_MIRROR) is required")
+    out: Path = args.out
+    t0 = time.time()
+    per_repo: dict[str, list[dict[str, str]]] = {}
+    for repo in REPOS:
+        dest = extract(args.mirror, repo, out / "raw")
+        per_repo[repo.dataset] = index_repo(repo, dest)
+        print(f"[{time.time() - t0:6.0f}s] {repo.dataset}: {len(per_repo[repo.dataset])} "
+              f"images indexed", flush=True)
+    kept, stats = dedup(per_repo)
+    crops: dict[str, list[dict[str, str]]] = {}
+    for repo in REPOS:
+        ds = repo.dataset
+        man = out / "index" / f"{ds}.csv"
+        write_manifest(man, [{**r, "path": relative_to_manifest(r["path"], man)}
+                             for r in kept[ds]])
+        recipe, boxes = recipe_for(repo)
+        s = prepare(man, out / "crops" / ds, recipe=recipe, boxes=boxes, frames=1,
+                    workers=args.workers, progress=False)
+        stats[ds].update(crops=s["total"]["crops"], fta=s["total"]["no_face_inputs"],
+                         unreadable=s["total"]["unreadable"])
+        cm = Path(s["manifest"])
+        crops[ds] = [{**r, "path": str(resolve_path(cm, r)),
+                      "source_path": str(resolve_path(cm, {"path": r["source_path"]}))}
+                     for r in read_manifest(cm)]
+        print(f"[{time.time() - t0:6.0f}s] {ds}: {stats[ds]}", flush=True)
+    summary: dict[str, object] = {"seed": args.seed, "crop_size": CROP_SIZE,
+                                  "train_cap": TRAIN_CAP, "dev_cap": DEV_CAP,
+                                  "repos": {r.dataset: {"repo": r.name, "commit": r.commit,
+                                                        "kind": r.kind, **stats[r.dataset]}
+                                            for r in REPOS},
+                                  "protocols": {}}
+    for name, rows in build_protocols(crops, args.seed).items():
+        man = out / name / "manifest.csv"
+        write_manifest(man, [{**r, "path": relative_to_manifest(r["path"], man),
+                              "source_path": relative_to_manifest(r["source_path"], man)}
+                             for r in rows])
+        summary["protocols"][name] = {"manifest": str(man), "rows": len(rows),  # type: ignore[index]
+                                      "counts": counts(rows),
+                                      "datasets": dict(Counter(f"{r['split']}:{r['dataset']}"
+                                                               for r in rows))}
+        print(f"wrote {man}: {len(rows)} rows {counts(rows)}", flush=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"done in {time.time() - t0:.0f}s; summary in {out / 'summary.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
