@@ -235,14 +235,37 @@ def _u(seed: int, *key: str) -> float:
 
 
 def group_of(r: dict[str, str]) -> str:
-    """Images that may show the same capture session: one group, one split. nuredinali's
-    frames are named ``<clip> (<k>).png``; elsewhere no clip or subject id is known."""
+    """Images that may come from one capture (one video): one group, one split.
+
+    nuredinali's frames are named ``<clip> (<k>).png`` (clips 100, 200, 300) or ``<k>.png``
+    (one more sequence); elsewhere no clip or subject id is known and each image is its
+    own group."""
     stem = Path(r.get("video") or r["path"]).name
     if r["dataset"].startswith("nuredinali"):
-        m = re.match(r"(\d+)", stem)
-        if m:
-            return f"{r['dataset']}/{r['label']}/clip{m[1]}"
+        m = re.match(r"(\d+) \(\d+\)$", stem)
+        return f"{r['dataset']}/{r['label']}/" + (f"clip{m[1]}" if m else "plain")
     return f"{r['dataset']}/{r.get('video') or r['path']}"
+
+
+def group_split(rows: list[dict[str, str]], seed: int,
+                fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+                ) -> dict[str, list[dict[str, str]]]:
+    """Group-disjoint train/dev/test split, per (dataset, label): groups are taken in a
+    seeded hash order and each goes to the split furthest below its target share."""
+    names = ("train", "dev", "test")
+    out: dict[str, list[dict[str, str]]] = {n: [] for n in names}
+    strata: dict[tuple[str, str], dict[str, list[dict[str, str]]]] = {}
+    for r in rows:
+        strata.setdefault((r["dataset"], r["label"]), {}).setdefault(group_of(r), []).append(r)
+    for key in sorted(strata):
+        groups = strata[key]
+        total = sum(len(g) for g in groups.values())
+        have = dict.fromkeys(names, 0)
+        for g in sorted(groups, key=lambda g: _u(seed, g)):
+            pick = max(names, key=lambda n: fractions[names.index(n)] * total - have[n])
+            have[pick] += len(groups[g])
+            out[pick] += groups[g]
+    return out
 
 
 def subsample(rows: list[dict[str, str]], cap: int, seed: int) -> list[dict[str, str]]:
@@ -270,11 +293,7 @@ def build_protocols(crops: dict[str, list[dict[str, str]]], seed: int
     webcam = [d for d in crops if kind[d] == "webcam"]
     out: dict[str, list[dict[str, str]]] = {}
 
-    intra: dict[str, list[dict[str, str]]] = {"train": [], "dev": [], "test": []}
-    for d in face_sets:
-        for r in crops[d]:
-            u = _u(seed, group_of(r))
-            intra["train" if u < 0.6 else "dev" if u < 0.8 else "test"].append(r)
+    intra = group_split([r for d in face_sets for r in crops[d]], seed)
     intra["train"] = subsample(intra["train"], TRAIN_CAP, seed)
     out["intra"] = [{**r, "split": s} for s in ("train", "dev", "test") for r in intra[s]]
 
@@ -304,6 +323,31 @@ def counts(rows: list[dict[str, str]]) -> dict[str, dict[str, int]]:
     return c
 
 
+def markdown(summary: dict) -> str:
+    """The README tables: per repository and per protocol split."""
+    lines = ["| repository @ commit | kind | image files | duplicates (same repo / other "
+             "repo) | label conflicts | no box | kept live / spoof | crops | FTA |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for _ds, r in summary["repos"].items():
+        lines.append(
+            f"| `{r['repo']}` @ {r['commit']} | {r['kind']} | {r.get('files', 0)} | "
+            f"{r.get('dup_same_repo', 0)} / {r.get('dup_other_repo', 0)} | "
+            f"{r.get('label_conflict', 0)} | {r.get('no_box', 0)} | "
+            f"{r.get('kept_live', 0)} / {r.get('kept_spoof', 0)} | {r.get('crops', 0)} | "
+            f"{r.get('fta', 0)} |")
+    lines += ["", "| protocol | split | live | spoof | FTA rows | repositories |",
+              "|---|---|---:|---:|---:|---|"]
+    for name, p in summary["protocols"].items():
+        for split in ("train", "dev", "test"):
+            c = p["counts"].get(split, {})
+            repos = sorted(k.split(":", 1)[1] for k in p["datasets"]
+                           if k.startswith(split + ":"))
+            fta = sum(v for k, v in c.items() if k.endswith(" fta"))
+            lines.append(f"| {name} | {split} | {c.get('live', 0)} | {c.get('spoof', 0)} | "
+                         f"{fta} | {', '.join(repos)} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--mirror", type=Path, default=os.environ.get("VITFAS_MIRROR"),
@@ -312,7 +356,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="output folder (not in a repo)")
     ap.add_argument("--seed", type=int, default=0, help="split and subsample seed")
     ap.add_argument("--workers", type=int, default=1, help="prepare processes")
+    ap.add_argument("--summary-only", action="store_true",
+                    help="print the Markdown tables of an earlier run's summary.json")
     args = ap.parse_args(argv)
+    if args.summary_only:
+        print(markdown(json.loads((args.out / "summary.json").read_text())))
+        return 0
     if args.mirror is None:
         ap.error("--mirror (or $VITFAS_MIRROR) is required")
     out: Path = args.out
@@ -357,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                for r in rows))}
         print(f"wrote {man}: {len(rows)} rows {counts(rows)}", flush=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "summary.md").write_text(markdown(summary) + "\n")
     print(f"done in {time.time() - t0:.0f}s; summary in {out / 'summary.json'}")
     return 0
 

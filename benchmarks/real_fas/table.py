@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--protocols", default=",".join(PROTOCOLS))
     ap.add_argument("--epochs", type=int, default=30, help="ViT epochs (demo: 30)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2, help="torch threads for training")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads for training (the demo uses 1)")
     args = ap.parse_args(argv)
     runs = args.runs or args.out / "runs"
     methods = [m for m in args.methods.split(",") if m]
