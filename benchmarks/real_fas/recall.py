@@ -2,7 +2,7 @@
 
     python benchmarks/real_fas/recall.py --out /work/real_fas [--sample 500] [--seed 0]
 
-Reads the de-duplicated webcam rows of ``OUT/index/*.csv`` (built by ``run.py``), draws
+Reads the de-duplicated webcam rows of ``OUT/index/*.all.csv`` (built by ``run.py``), draws
 ``--sample`` frames (stratified by repository and label, ``random.Random(seed)``; 0: all)
 and runs every detector vitfas has on each whole frame. A frame counts as found when
 *some* detection has IoU >= 0.5 with the labelled box (recall, any face) and, stricter,
@@ -49,7 +49,7 @@ def sample_rows(out: Path, n: int, seed: int) -> list[tuple[Path, tuple[float, .
     for repo in REPOS:
         if repo.kind != "webcam":
             continue
-        man = out / "index" / f"{repo.dataset}.csv"
+        man = out / "index" / f"{repo.dataset}.all.csv"
         for r in read_manifest(man):
             if not r.get("face_box"):
                 continue

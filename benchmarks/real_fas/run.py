@@ -59,6 +59,7 @@ PROTOCOLS = ("intra", "cross-camera", "cross-dataset")
 CROP_SIZE = 128
 TRAIN_CAP = 2000  # train images per protocol (deterministic subsample, stratified)
 DEV_CAP = 1000  # dev images of the webcam protocols (per-epoch model selection stays cheap)
+TEST_CAP = 2000  # test images of cross-camera (three held-out webcam repositories)
 
 
 def git_dir(mirror: Path, repo: Repo) -> Path:
@@ -287,7 +288,7 @@ def subsample(rows: list[dict[str, str]], cap: int, seed: int) -> list[dict[str,
 
 def build_protocols(crops: dict[str, list[dict[str, str]]], seed: int
                     ) -> dict[str, list[dict[str, str]]]:
-    """The three protocols from the prepared rows (``dataset`` = repository owner)."""
+    """The three protocols from one row per image (``dataset`` = repository owner)."""
     kind = {r.dataset: r.kind for r in REPOS}
     face_sets = [d for d in crops if kind[d] in ("crop", "whole")]
     webcam = [d for d in crops if kind[d] == "webcam"]
@@ -300,7 +301,7 @@ def build_protocols(crops: dict[str, list[dict[str, str]]], seed: int
     cam_train = [r for d in webcam if d not in (*CROSS_CAMERA_DEV, *CROSS_CAMERA_TEST)
                  for r in crops[d]]
     cam_dev = subsample([r for d in CROSS_CAMERA_DEV for r in crops[d]], DEV_CAP, seed)
-    cam_test = [r for d in CROSS_CAMERA_TEST for r in crops[d]]
+    cam_test = subsample([r for d in CROSS_CAMERA_TEST for r in crops[d]], TEST_CAP, seed)
     out["cross-camera"] = ([{**r, "split": "train"} for r in subsample(cam_train, TRAIN_CAP,
                                                                         seed)]
                            + [{**r, "split": "dev"} for r in cam_dev]
@@ -364,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.mirror is None:
         ap.error("--mirror (or $VITFAS_MIRROR) is required")
-    out: Path = args.out
+    out: Path = args.out.resolve()
     t0 = time.time()
     per_repo: dict[str, list[dict[str, str]]] = {}
     for repo in REPOS:
@@ -373,29 +374,39 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.time() - t0:6.0f}s] {repo.dataset}: {len(per_repo[repo.dataset])} "
               f"images indexed", flush=True)
     kept, stats = dedup(per_repo)
-    crops: dict[str, list[dict[str, str]]] = {}
+    # splits are drawn on the de-duplicated images; only the images some protocol uses are
+    # cropped (each image gives one crop row, or one fta=1 row when no face is found)
+    protocols = build_protocols(kept, args.seed)
+    used = {r["path"] for rows in protocols.values() for r in rows}
+    crop_of: dict[str, dict[str, str]] = {}
     for repo in REPOS:
         ds = repo.dataset
+        every = out / "index" / f"{ds}.all.csv"
+        write_manifest(every, [{**r, "path": relative_to_manifest(r["path"], every)}
+                               for r in kept[ds]])
         man = out / "index" / f"{ds}.csv"
         write_manifest(man, [{**r, "path": relative_to_manifest(r["path"], man)}
-                             for r in kept[ds]])
+                             for r in kept[ds] if r["path"] in used])
         recipe, boxes = recipe_for(repo)
         s = prepare(man, out / "crops" / ds, recipe=recipe, boxes=boxes, frames=1,
                     workers=args.workers, progress=False)
-        stats[ds].update(crops=s["total"]["crops"], fta=s["total"]["no_face_inputs"],
-                         unreadable=s["total"]["unreadable"])
+        stats[ds].update(cropped=s["total"]["inputs"], crops=s["total"]["crops"],
+                         fta=s["total"]["no_face_inputs"], unreadable=s["total"]["unreadable"])
         cm = Path(s["manifest"])
-        crops[ds] = [{**r, "path": str(resolve_path(cm, r)),
-                      "source_path": str(resolve_path(cm, {"path": r["source_path"]}))}
-                     for r in read_manifest(cm)]
+        for r in read_manifest(cm):
+            src = str(resolve_path(cm, {"path": r["source_path"]}))
+            crop_of[src] = {**r, "path": str(resolve_path(cm, r)), "source_path": src}
         print(f"[{time.time() - t0:6.0f}s] {ds}: {stats[ds]}", flush=True)
     summary: dict[str, object] = {"seed": args.seed, "crop_size": CROP_SIZE,
                                   "train_cap": TRAIN_CAP, "dev_cap": DEV_CAP,
+                                  "test_cap": TEST_CAP,
                                   "repos": {r.dataset: {"repo": r.name, "commit": r.commit,
                                                         "kind": r.kind, **stats[r.dataset]}
                                             for r in REPOS},
                                   "protocols": {}}
-    for name, rows in build_protocols(crops, args.seed).items():
+    for name, index_rows in protocols.items():
+        rows = [{**crop_of[str(Path(r["path"]).resolve())], "split": r["split"]}
+                for r in index_rows]
         man = out / name / "manifest.csv"
         write_manifest(man, [{**r, "path": relative_to_manifest(r["path"], man),
                               "source_path": relative_to_manifest(r["source_path"], man)}
