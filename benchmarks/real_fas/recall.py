@@ -8,7 +8,7 @@ and runs every detector vitfas has on each whole frame. A frame counts as found 
 *some* detection has IoU >= 0.5 with the labelled box (recall, any face) and, stricter,
 when the *largest* detection does (what ``vitfas data prepare`` keeps). Also reports the
 median IoU of the best detection, the frames with no detection at all and seconds per
-frame. Results go to stdout (Markdown) and ``OUT/recall.json``.
+frame. Results go to stdout (Markdown) and ``OUT/recall.json`` (or ``--json``).
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sample", type=int, default=500, help="frames drawn (0: all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--detectors", default=",".join(d for d in list_detectors() if d != "none"))
+    ap.add_argument("--json", type=Path, help="results file (default OUT/recall.json)")
     args = ap.parse_args(argv)
     rows = sample_rows(args.out, args.sample, args.seed)
     images = []
@@ -111,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {name} | {100 * r['recall_any']:.1f}% | "
                      f"{100 * r['recall_largest']:.1f}% | {100 * r['no_detection']:.1f}% | "
                      f"{r['median_best_iou']:.2f} | {r['s_per_frame']:.3f} |")
-    (args.out / "recall.json").write_text(json.dumps({"frames": len(images), "seed": args.seed,
-                                                      "results": res}, indent=2) + "\n")
+    payload = {"frames": len(images), "seed": args.seed, "results": res}
+    (args.json or args.out / "recall.json").write_text(json.dumps(payload, indent=2) + "\n")
     print("\n".join(lines))
     return 0
 
