@@ -94,6 +94,35 @@ def test_default_threshold_is_the_metrics_layer_dev_rule(tmp_path: Path,
     assert again["frame"]["splits"] == out["frame"]["splits"]
 
 
+def test_eer_edge_criterion_from_the_command_line(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    # dev separates completely (live .999 .998 .997, attacks .3 .1 .05): the old rule puts
+    # the threshold at .997, the new one at the logit midpoint of (.3, .997], 0.922686.
+    # test: live .99 and an FTA, attacks .2 (print) and .6 (replay)
+    m = _manifest(tmp_path)
+    rows = [("dev/a.png", "0.999"), ("dev/b.png", "0.998"), ("dev/c.png", "0.997"),
+            ("dev/d.png", "0.3"), ("dev/e.png", "0.1"), ("dev/f.png", "0.05"),
+            ("test/g.png", "0.99"), ("test/h.png", ""), ("test/i.png", "0.2"),
+            ("test/j.png", "0.6")]
+    s = _scores(tmp_path, rows)
+    got = {}
+    for crit in ("eer-edge", "eer"):
+        assert main(["eval", "--scores", str(s), str(m), "--criterion", crit,
+                     "-o", str(tmp_path / crit), "--json"]) == 0
+        got[crit] = json.loads(capsys.readouterr().out)["frame"]
+    old, new = got["eer-edge"], got["eer"]
+    assert old["threshold"] == {"value": 0.997, "split": "dev",
+                                "criterion": "dev EER (interval edge, pre-0.2 rule)"}
+    assert new["threshold"]["value"] == pytest.approx(0.922686, abs=1e-6)
+    # at .997 the live .99 is rejected and the live FTA too: BPCER 1, FAR 0, HTER 1/2;
+    # at .9227 the live .99 passes: BPCER 1/2 (the FTA), FAR 0, HTER 1/4
+    t_old, t_new = old["splits"]["test"]["at_threshold"], new["splits"]["test"]["at_threshold"]
+    assert (t_old["bpcer"], t_old["apcer_pooled"], t_old["hter"]) == (1.0, 0.0, 0.5)
+    assert (t_new["bpcer"], t_new["apcer_pooled"], t_new["hter"]) == (0.5, 0.0, 0.25)
+    # the threshold-free figures do not depend on the rule
+    assert old["splits"]["test"]["auc"] == new["splits"]["test"]["auc"]
+
+
 def test_unmatched_and_missing_paths(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     m = _manifest(tmp_path)
     rows = [*_hand_rows(), ("dev/nope.png", "0.5"), ("./other/x.png", "0.1")]

@@ -7,14 +7,17 @@ import math
 
 import pytest
 
+from vitfas.errors import BadConfigError
 from vitfas.metrics import (
     Scores,
     Threshold,
     describe_margin,
     eer,
+    eer_edge,
     error_rates,
     evaluate,
     midpoint,
+    parse_criterion,
     select_threshold,
 )
 from vitfas.metrics.core import LOGIT_EPS
@@ -146,3 +149,40 @@ def test_open_interval_through_failures_to_acquire_keeps_the_edge():
     assert e.low is None and e.margin is None
     assert e.threshold == 0.1  # the lowest score, as before
     assert "none" in describe_margin(e.margin_dict())
+
+
+def test_eer_edge_is_the_pre_0_2_rule_kept_for_before_after_tables():
+    # completely separated dev: the old rule sits at the edge of the gap, the lowest live score
+    dev = Scores.from_arrays([0.999, 0.998, 0.997, 0.3, 0.1, 0.05], [1, 1, 1, 0, 0, 0])
+    e = eer_edge(dev)
+    assert (e.value, e.threshold, e.rule) == (0.0, 0.997, "interval edge")
+    assert e.margin is None
+    thr = select_threshold(dev, "eer-edge", split="dev")
+    assert thr.value == 0.997
+    assert thr.criterion == "dev EER (interval edge, pre-0.2 rule)"
+    assert thr.margin is None and "margin" not in thr.to_dict()
+    assert select_threshold(dev, "eer").value == pytest.approx(0.922686, abs=1e-6)
+
+    # overlapping dev, live .9 .6 .4, attacks .7 .3 .2: FAR = BPCER = 1/3 for every
+    # threshold in (.4, .6] (at .7 the live .6 is rejected too); the old rule takes the
+    # interval's upper edge .6, the new one its logit midpoint,
+    # sigmoid((ln(.4/.6) + ln(.6/.4)) / 2) = sigmoid(0) = .5
+    dev = Scores.from_arrays([0.9, 0.6, 0.4, 0.7, 0.3, 0.2], [1, 1, 1, 0, 0, 0])
+    assert eer_edge(dev).threshold == 0.6 and eer_edge(dev).value == pytest.approx(1 / 3)
+    assert eer(dev).threshold == pytest.approx(0.5)
+
+    # a single crossing (live .9 .5, attacks .6 .4 .2): d goes -1/3 at .5 -> +1/6 at .6, so
+    # both rules interpolate a = (1/3) / (1/2) = 2/3: threshold .5 + 2/3 * .1, EER 1/3
+    dev = Scores.from_arrays([0.9, 0.5, 0.6, 0.4, 0.2], [1, 1, 0, 0, 0])
+    old, new = eer_edge(dev), eer(dev)
+    assert old.rule == new.rule == "interpolated"
+    assert old.threshold == pytest.approx(0.5 + 0.2 / 3) and new.threshold == old.threshold
+    assert old.value == pytest.approx(1 / 3) == new.value
+
+
+def test_eer_edge_criterion_parses_and_takes_no_rate():
+    c = parse_criterion("EER-edge")
+    assert (c.kind, c.target, str(c)) == ("eer-edge", None, "eer-edge")
+    assert c.describe() == "EER (interval edge, pre-0.2 rule)"
+    with pytest.raises(BadConfigError, match="takes no rate"):
+        parse_criterion("eer-edge=0.1")

@@ -534,6 +534,32 @@ def eer(s: Scores, attack_fta: AttackFTA = "reject") -> EER:
     return EER(float(value), t, "interpolated", t, t, 0.0, 0.0 if prob else None)
 
 
+def eer_edge(s: Scores, attack_fta: AttackFTA = "reject") -> EER:
+    """The EER threshold of the pre-0.2 rule: the **edge** of the interval, never its middle.
+
+    Kept only to compare old and new results on the same scores (criterion ``eer-edge``).
+    Walk the operating points by ascending threshold, ``d_k = BPCER_k - FAR_k``; at the first
+    ``k`` with ``d_k >= 0`` (exact comparison, no tolerance): if ``d_k == 0`` the threshold is
+    ``t_k``, the lowest threshold of the interval reaching the EER (for completely separated
+    classes: the lowest bona fide score, the upper edge of the gap); otherwise the crossing
+    is interpolated as in :func:`eer` (the same value and threshold there); if ``d_0 > 0``
+    (or ``d < 0`` everywhere), ``(FAR_k + BPCER_k) / 2`` at ``t_k``. ``rule`` is
+    ``"interval edge"``, ``"interpolated"`` or ``"no crossing"``; no margin is recorded.
+    """
+    c = curve(s, attack_fta)
+    d = c.bpcer - c.apcer_pooled
+    k = int(np.argmax(d >= 0)) if (d >= 0).any() else len(d) - 1
+    if d[k] == 0:
+        return EER(float(c.apcer_pooled[k]), float(c.thresholds[k]), "interval edge")
+    if k == 0 or d[k] < 0:
+        return EER(float((c.apcer_pooled[k] + c.bpcer[k]) / 2), float(c.thresholds[k]),
+                   "no crossing")
+    a = -d[k - 1] / (d[k] - d[k - 1])
+    value = c.apcer_pooled[k - 1] + a * (c.apcer_pooled[k] - c.apcer_pooled[k - 1])
+    t = c.thresholds[k - 1] + a * (c.thresholds[k] - c.thresholds[k - 1])
+    return EER(float(value), float(t), "interpolated")
+
+
 def own_eer_threshold(s: Scores, attack_fta: AttackFTA = "reject") -> float:
     """The operating threshold (a score of ``s``) where ``|FAR - BPCER|`` is smallest.
 
@@ -626,39 +652,44 @@ def bpcer_at_apcer(
 
 @dataclass(frozen=True)
 class Criterion:
-    """How to choose a threshold: ``kind`` in {"eer", "apcer", "bpcer"}, target rate."""
+    """How to choose a threshold: ``kind`` in {"eer", "eer-edge", "apcer", "bpcer"}, target
+    rate (``None`` for the two EER kinds)."""
 
     kind: str
     target: float | None = None
 
     def __str__(self) -> str:
-        return "eer" if self.kind == "eer" else f"{self.kind}={self.target:g}"
+        return self.kind if self.target is None else f"{self.kind}={self.target:g}"
 
     def describe(self) -> str:
         """Human label, e.g. ``"EER"`` or ``"APCER<=5%"``."""
         if self.kind == "eer":
             return "EER"
+        if self.kind == "eer-edge":
+            return EDGE_LABEL
         return f"{self.kind.upper()}<={self.target * 100:g}%"
 
 
-_CRIT_RE = re.compile(r"^\s*(eer|apcer|bpcer)\s*(?:[=@:]\s*([0-9.eE+-]+)\s*(%?))?\s*$", re.I)
+EDGE_LABEL = "EER (interval edge, pre-0.2 rule)"
+_CRIT_RE = re.compile(
+    r"^\s*(eer-edge|eer|apcer|bpcer)\s*(?:[=@:]\s*([0-9.eE+-]+)\s*(%?))?\s*$", re.I)
 
 
 def parse_criterion(text: str | Criterion) -> Criterion:
-    """Parse ``"eer"``, ``"apcer=0.05"``, ``"bpcer=0.01"`` (also ``"apcer=5%"``)."""
+    """Parse ``"eer"``, ``"eer-edge"``, ``"apcer=0.05"``, ``"bpcer=0.01"`` (or ``"apcer=5%"``)."""
     if isinstance(text, Criterion):
         return text
     m = _CRIT_RE.match(str(text))
     if not m:
         raise BadConfigError(
-            f"threshold criterion {text!r} not understood; expected 'eer', 'apcer=RATE' or "
-            "'bpcer=RATE' (e.g. apcer=0.05)"
+            f"threshold criterion {text!r} not understood; expected 'eer', 'eer-edge', "
+            "'apcer=RATE' or 'bpcer=RATE' (e.g. apcer=0.05)"
         )
     kind, num, pct = m.group(1).lower(), m.group(2), m.group(3)
-    if kind == "eer":
+    if kind in ("eer", "eer-edge"):
         if num is not None:
-            raise BadConfigError(f"criterion 'eer' takes no rate; found {text!r}")
-        return Criterion("eer")
+            raise BadConfigError(f"criterion {kind!r} takes no rate; found {text!r}")
+        return Criterion(kind)
     if num is None:
         raise BadConfigError(f"criterion {kind!r} needs a rate, e.g. {kind}=0.05; found {text!r}")
     target = float(num) / (100.0 if pct else 1.0)
@@ -731,6 +762,9 @@ def select_threshold(
       crossing point when there is no such interval. The criterion names the rule, e.g.
       ``"dev EER (interval midpoint, logit)"`` (``"dev EER"`` for the interpolated point), and
       ``margin`` records the interval and its width.
+    * ``eer-edge``: the pre-0.2 rule of :func:`eer_edge` (the interval's lowest threshold;
+      criterion ``"dev EER (interval edge, pre-0.2 rule)"``, no margin), only to compare
+      old and new results on the same scores.
     * ``apcer=x``: the lowest threshold where the worst attack type's APCER is ``<= x``
       (so BPCER is as small as the constraint allows); the threshold is a score of ``s``.
     * ``bpcer=x``: the highest threshold where BPCER is ``<= x`` (so APCER is as small as
@@ -743,6 +777,9 @@ def select_threshold(
         rule = e.rule.replace(" (", ", ").rstrip(")")  # "interval midpoint, logit"
         label = "EER" if e.rule == "interpolated" else f"EER ({rule})"
         return Threshold(e.threshold, f"{where}{label}".strip(), split, e.margin_dict())
+    if crit.kind == "eer-edge":
+        return Threshold(eer_edge(s, attack_fta).threshold, f"{where}{EDGE_LABEL}".strip(),
+                         split)
     c = curve(s, attack_fta)
     if crit.kind == "apcer":
         ok = np.flatnonzero(c.apcer_max <= crit.target + 1e-12)
