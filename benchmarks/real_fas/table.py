@@ -1,6 +1,7 @@
 """Train and evaluate each method on the real-photo protocols; print the Markdown table.
 
     python benchmarks/real_fas/table.py --out /work/real_fas [--methods vit,lbp-gray,lbp-color]
+        [--protocols intra,cross-camera,cross-dataset] [--report-only]
 
 Every method runs through the CLI as a user runs it, on ``OUT/<protocol>/manifest.csv``
 (built by ``run.py``):
@@ -12,10 +13,18 @@ Every method runs through the CLI as a user runs it, on ``OUT/<protocol>/manifes
 - ``lbp-gray`` / ``lbp-color``: ``vitfas baseline lbp MANIFEST -o DIR --features gray|color``
   (skipped with a note when this vitfas has no ``baseline`` verb).
 
-Each method writes ``OUT/runs/<protocol>/<method>/`` with the same ``metrics.json`` as
-``vitfas eval``; a finished run is reused (delete its folder to redo it). Columns: test
-HTER at the threshold chosen on dev (applied unchanged), test AUC, test EER, the dev
-threshold, and wall time.
+Each method writes ``OUT/runs/<protocol>/<method>/`` with the same ``metrics.json`` and
+``scores.csv`` as ``vitfas eval``; a finished run is reused (delete its folder to redo it).
+Runs that are not finished are trained and evaluated, unless ``--report-only``: then they
+are reported as "not run".
+
+Each run's ``scores.csv`` is then evaluated twice, as ``vitfas eval --scores SCORES
+MANIFEST --criterion C`` does, with the two dev-threshold rules (same scores, no
+retraining): ``eer-edge``, the pre-0.2 rule (the threshold at the edge of the interval of
+thresholds reaching the dev EER) and ``eer``, the current rule (the interval's midpoint in
+logit space). Columns: test HTER at the dev threshold (applied unchanged) before -> after,
+the two thresholds, test AUC, test EER, dev EER, the dev margin, and the test HTER at the
+test set's own EER threshold (test-tuned, labelled "comparable-to-papers").
 """
 
 from __future__ import annotations
@@ -35,9 +44,13 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from vitfas.demo.run import DemoModel, train_config  # noqa: E402
+from vitfas.metrics.evaluation import run_eval_scores  # noqa: E402
 
 PROTOCOLS = ("intra", "cross-camera", "cross-dataset")
 METHODS = ("vit", "lbp-gray", "lbp-color")
+LABELS = {"vit": "vitfas ViT, demo recipe (30 epochs)", "lbp-gray": "LBP gray + RBF SVM",
+          "lbp-color": "LBP colour (YCbCr+HSV) + RBF SVM"}
+RULES = ("eer-edge", "eer")  # before (pre-0.2 rule), after
 
 
 def vitfas(*args: str, log: Path) -> subprocess.CompletedProcess[str]:
@@ -90,13 +103,66 @@ def run_lbp(manifest: Path, run: Path, features: str) -> Path:
     return metrics
 
 
-def row_of(metrics: Path) -> dict[str, float]:
-    """Test HTER at the dev threshold, AUC, EER and the threshold from ``metrics.json``."""
-    m = json.loads(metrics.read_text())["frame"]
-    t = m["splits"]["test"]
-    return {"hter": t["at_threshold"]["hter"], "auc": t["auc"], "eer": t["eer"],
-            "threshold": m["threshold"]["value"],
-            "dev_eer": m["splits"].get("dev", {}).get("eer", float("nan"))}
+def scores_of(run: Path, method: str) -> Path:
+    """The ``scores.csv`` a finished run wrote (``vit``: ``RUN/eval/``; LBP: ``RUN/``)."""
+    return run / "eval" / "scores.csv" if method == "vit" else run / "scores.csv"
+
+
+def both_rules(scores: Path, manifest: Path) -> dict[str, float | str | None]:
+    """Evaluate ``scores`` on ``manifest`` at the dev threshold of each rule in ``RULES``.
+
+    Returns test HTER, BPCER, APCER and the threshold per rule (``hter_eer-edge``, ...),
+    and the rule-free figures (test AUC, test EER, dev EER, the dev margin in logits, the
+    test HTER at the test set's own EER threshold), checked equal under both rules.
+    """
+    row: dict[str, float | str | None] = {}
+    free = {}
+    for rule in RULES:
+        f = run_eval_scores(scores, manifest, criterion=rule)["frame"]
+        t, d = f["splits"]["test"], f["splits"]["dev"]
+        at = t["at_threshold"]
+        row.update({f"hter_{rule}": at["hter"], f"bpcer_{rule}": at["bpcer"],
+                    f"apcer_{rule}": at["apcer_pooled"], f"threshold_{rule}":
+                    f["threshold"]["value"], f"criterion_{rule}": f["threshold"]["criterion"]})
+        free[rule] = {"auc": t["auc"], "eer": t["eer"], "dev_eer": d["eer"],
+                      "dev_margin_logit": d["eer_margin"]["logit"],
+                      "hter_test_tuned": t["hter_at_own_eer_threshold"]["value"]}
+    if free[RULES[0]] != free[RULES[1]]:
+        raise SystemExit(f"{scores}: threshold-free figures differ between rules: {free}")
+    row.update(free[RULES[1]])
+    return row
+
+
+def _pct(x: float | str | None) -> str:
+    return "n/a" if x is None else f"{100 * float(x):.1f}%"
+
+
+def markdown(results: dict[str, dict[str, dict]], missing: dict[str, list[str]]) -> str:
+    """The README table: one row per protocol and method, "not run" rows for the rest."""
+    lines = [
+        "| protocol | method | test HTER at dev threshold, before → after | (BPCER / APCER "
+        "before → after) | dev threshold P(live), before → after | test AUC | test EER | "
+        "dev EER | dev margin (logits) | test HTER at test EER threshold (test-tuned, "
+        "comparable-to-papers) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for proto in PROTOCOLS:
+        for method in METHODS:
+            if method in missing.get(proto, []):
+                lines.append(f"| {proto} | {LABELS[method]} | not run | | | | | | | |")
+                continue
+            r = results.get(proto, {}).get(method)
+            if r is None:
+                continue
+            b, a = RULES
+            m = r["dev_margin_logit"]
+            lines.append(
+                f"| {proto} | {LABELS[method]} | {_pct(r[f'hter_{b}'])} → "
+                f"**{_pct(r[f'hter_{a}'])}** | {_pct(r[f'bpcer_{b}'])} / "
+                f"{_pct(r[f'apcer_{b}'])} → {_pct(r[f'bpcer_{a}'])} / {_pct(r[f'apcer_{a}'])} | "
+                f"{r[f'threshold_{b}']:.4g} → {r[f'threshold_{a}']:.4g} | {r['auc']:.3f} | "
+                f"{_pct(r['eer'])} | {_pct(r['dev_eer'])} | "
+                f"{'n/a' if m is None else f'{m:.3g}'} | {_pct(r['hter_test_tuned'])} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--protocols", default=",".join(PROTOCOLS))
     ap.add_argument("--epochs", type=int, default=30, help="ViT epochs (demo: 30)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--report-only", action="store_true",
+                    help="train nothing: tabulate the finished runs, the others as 'not run'")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads for training (the demo uses 1)")
     args = ap.parse_args(argv)
@@ -118,10 +186,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown method(s) {bad}; expected {', '.join(METHODS)}")
     notes = []
     if any(m.startswith("lbp") for m in methods) and not has_verb("baseline"):
-        notes.append("LBP rows skipped: this vitfas has no `baseline` verb "
-                     "(`vitfas baseline lbp`, issue 13 section 2).")
+        notes.append("LBP rows skipped: this vitfas has no `baseline` verb.")
         methods = [m for m in methods if not m.startswith("lbp")]
-    results: dict[str, dict[str, dict[str, float]]] = {}
+    results: dict[str, dict[str, dict]] = {}
+    missing: dict[str, list[str]] = {}
     for proto in [p for p in args.protocols.split(",") if p]:
         manifest = args.out / proto / "manifest.csv"
         if not manifest.is_file():
@@ -129,25 +197,25 @@ def main(argv: list[str] | None = None) -> int:
         for method in methods:
             t0 = time.time()
             run = runs / proto / method
-            if method == "vit":
-                metrics = run_vit(manifest, run, args.epochs, args.seed, args.threads)
-            else:
-                metrics = run_lbp(manifest, run, method.split("-")[1])
-            results.setdefault(proto, {})[method] = {**row_of(metrics),
+            scores = scores_of(run, method)
+            if not scores.is_file():
+                if args.report_only:
+                    missing.setdefault(proto, []).append(method)
+                    print(f"{proto} {method}: not run ({scores} absent)",
+                          file=sys.stderr, flush=True)
+                    continue
+                if method == "vit":
+                    run_vit(manifest, run, args.epochs, args.seed, args.threads)
+                else:
+                    run_lbp(manifest, run, method.split("-")[1])
+            results.setdefault(proto, {})[method] = {**both_rules(scores, manifest),
                                                      "wall_s": time.time() - t0}
             print(f"{proto} {method}: {results[proto][method]}", file=sys.stderr, flush=True)
-    lines = ["| protocol | method | test HTER at dev threshold | test AUC | test EER | "
-             "dev threshold | dev EER |", "|---|---|---:|---:|---:|---:|---:|"]
-    for proto, per in results.items():
-        for method, r in per.items():
-            lines.append(f"| {proto} | {method} | {100 * r['hter']:.1f}% | {r['auc']:.3f} | "
-                         f"{100 * r['eer']:.1f}% | {r['threshold']:.4g} | "
-                         f"{100 * r['dev_eer']:.1f}% |")
-    table = "\n".join(lines + [""] + [f"Note: {n}" for n in notes])
+    table = markdown(results, missing) + "\n" + "".join(f"\nNote: {n}" for n in notes)
     runs.mkdir(parents=True, exist_ok=True)
     (runs / "table.md").write_text(table + "\n")
-    (runs / "table.json").write_text(json.dumps({"results": results, "notes": notes},
-                                                indent=2) + "\n")
+    (runs / "table.json").write_text(json.dumps({"results": results, "not_run": missing,
+                                                 "notes": notes}, indent=2) + "\n")
     print(table)
     return 0
 
