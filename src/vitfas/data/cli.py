@@ -92,6 +92,9 @@ def run_index(args: argparse.Namespace) -> int:
         opts["dataset"] = args.dataset
     if args.protocol is not None or args.fold is not None:
         opts.update(protocol=args.protocol, fold=args.fold)
+    skipped: list[str] = []
+    if ALIASES.get(args.layout, args.layout) in ("folder", "imagefolder"):
+        opts["skipped"] = skipped
     rows = index_dataset(args.layout, args.root, check=args.check,
                          progress=not getattr(args, "quiet", False), **opts)
     out = args.output
@@ -99,10 +102,17 @@ def run_index(args: argparse.Namespace) -> int:
         r["path"] = relative_to_manifest(r["path"], out)
     _write(out, rows)
     if args.json:
-        print(json.dumps({"manifest": str(out), "rows": len(rows), "counts": summarize(rows)}))
+        print(json.dumps({"manifest": str(out), "rows": len(rows), "counts": summarize(rows),
+                          "skipped": skipped}))
     else:
         print(f"wrote {out}: {len(rows)} rows")
         _print_counts(rows)
+        if skipped:
+            print(f"skipped {len(skipped)} file(s) that are neither images nor videos:")
+            for p in skipped[:20]:
+                print(f"  {p}")
+            if len(skipped) > 20:
+                print(f"  ... and {len(skipped) - 20} more")
     return 0
 
 

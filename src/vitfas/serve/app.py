@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager, suppress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -44,6 +44,12 @@ ALLOWED_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/x-
                  "application/octet-stream")
 
 
+def _default_max_pixels() -> int:
+    from vitfas.data.io import max_pixels
+
+    return max_pixels()
+
+
 @dataclass
 class ServeSettings:
     """Limits and batching knobs of the service.
@@ -51,7 +57,8 @@ class ServeSettings:
     Attributes:
         max_upload_bytes: the largest accepted upload (413 above).
         max_pixels: the largest accepted width x height, read from the header before any
-            decoding (413 above) -- this is what stops decompression bombs.
+            decoding (413 above) -- this is what stops decompression bombs; default the
+            process-wide limit :func:`vitfas.data.io.max_pixels` (``VITFAS_MAX_PIXELS``).
         request_timeout_s: per-request deadline (504 after).
         max_batch: most crops per forward call.
         max_wait_ms: how long the first queued crop waits for company.
@@ -59,7 +66,7 @@ class ServeSettings:
     """
 
     max_upload_bytes: int = 10 * 1024 * 1024
-    max_pixels: int = 40_000_000
+    max_pixels: int = field(default_factory=_default_max_pixels)
     request_timeout_s: float = 15.0
     max_batch: int = 16
     max_wait_ms: float = 5.0
@@ -274,29 +281,24 @@ class UploadError(Exception):
 
 
 def check_image_header(data: bytes, name: str, max_pixels: int) -> tuple[str, int, int]:
-    """Read only the header: format and size; rejects non-images (422), formats outside
-    :data:`ALLOWED_FORMATS` (415) and too many pixels (413) before anything is decoded."""
-    from PIL import Image, UnidentifiedImageError
+    """Read only the header (:func:`vitfas.data.io.image_header`): format and size; rejects
+    non-images (422), formats outside :data:`ALLOWED_FORMATS` (415) and too many pixels
+    (413) before anything is decoded."""
+    from vitfas.data.io import image_header
+    from vitfas.errors import BadImageError, TooManyPixelsError
 
     if not data:
         raise UploadError(422, f"{name}: empty upload (0 bytes), expected an image")
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            fmt, (w, h) = im.format or "?", im.size
-    except Image.DecompressionBombError as exc:
-        raise UploadError(413, f"{name}: too many pixels ({exc})") from exc
-    except UnidentifiedImageError as exc:
-        raise UploadError(422, f"{name}: not a decodable image (unknown or corrupt "
-                               f"format)") from exc
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise UploadError(422, f"{name}: not a decodable image ({exc})") from exc
+        fmt, w, h = image_header(data, name, limit=max_pixels)
+    except TooManyPixelsError as exc:
+        raise UploadError(413, str(exc)) from exc
+    except BadImageError as exc:
+        raise UploadError(422, f"{name}: not a decodable image "
+                               f"({str(exc).split(': ', 1)[-1]})") from exc
     if fmt not in ALLOWED_FORMATS:
         raise UploadError(415, f"{name}: image format {fmt} is not accepted; send one of "
                                f"{', '.join(ALLOWED_FORMATS)}")
-    if w * h > max_pixels:
-        raise UploadError(413, f"{name}: {w}x{h} = {w * h} pixels, the limit is {max_pixels}")
-    if w < 1 or h < 1:
-        raise UploadError(422, f"{name}: image has size {w}x{h}")
     return fmt, w, h
 
 
@@ -346,7 +348,7 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> A
 
         def decode_and_detect() -> tuple[Any, list[Any]]:
             try:
-                rgb = decode_image(data, name)
+                rgb = decode_image(data, name, limit=s.max_pixels)
             except VitfasError as exc:
                 raise UploadError(422, str(exc)) from exc
             except Exception as exc:
