@@ -228,7 +228,7 @@ def run_training(
     if rank is None or world_size is None:
         from vitfas.train.distributed import init_distributed
 
-        info = init_distributed(cfg.trainer.device)
+        info = init_distributed(cfg.trainer.device, timeout_s=cfg.trainer.dist_timeout_s)
         rank, world_size = info.rank, info.world_size
         device = info.device  # cuda:LOCAL_RANK under torchrun
     else:
