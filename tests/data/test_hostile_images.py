@@ -136,7 +136,7 @@ def test_train_and_eval_datasets_skip_or_flag_the_bomb(folder: Path, tmp_path: P
     assert "too many pixels" in ds.unreadable[0][1]
     # eval reads every row: the bomb is a BadImageError (counted as FTA by eval's loader)
     raw = ManifestDataset(m)
-    j = [i for i, r in enumerate(raw.rows) if r["path"].endswith("bomb.png")][0]
+    j = next(i for i, r in enumerate(raw.rows) if r["path"].endswith("bomb.png"))
     with pytest.raises(BadImageError, match="bomb.png: too many pixels"):
         raw.load(j)
 

@@ -11,6 +11,7 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
+
 from vitfas.data.io import max_pixels
 
 

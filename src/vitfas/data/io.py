@@ -67,7 +67,7 @@ def set_max_pixels(limit: int | None) -> None:
 def _raise_pil_limit(limit: int) -> None:
     # PIL refuses > 2 x MAX_IMAGE_PIXELS inside Image.open; keep it above our own limit so
     # that ours is the one that decides (ours is checked before any pixel is decoded)
-    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < limit:
+    if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
         Image.MAX_IMAGE_PIXELS = limit
 
 
