@@ -171,11 +171,22 @@ def test_fuzz_bad_uploads_never_take_the_worker_down(predictor, image_dir, bomb_
         r = c.post("/v1/liveness", files={"file": ("x.jpg", data, ctype)})
         assert r.status_code in codes, (what, r.status_code, r.text)
         assert isinstance(r.json()["detail"], str) and r.json()["detail"], what
-    # not multipart at all / no file field: FastAPI's validation error, still JSON
+    # a raw image body (not multipart): 415 saying how to send it
     r = c.post("/v1/liveness", content=good, headers={"content-type": "image/jpeg"})
-    assert r.status_code == 422 and "detail" in r.json()
+    assert r.status_code == 415, r.text
+    detail = r.json()["detail"]
+    assert isinstance(detail, str) and "image/jpeg body" in detail
+    assert "multipart/form-data field 'file'" in detail
+    # multipart without the file field: 422, one sentence naming the field
     r = c.post("/v1/liveness", data={"x": "1"})
     assert r.status_code == 422
+    assert isinstance(r.json()["detail"], str) and "missing field 'file'" in r.json()["detail"]
+    # a bad query value, an unknown path, a wrong method: {"detail": "<text>"} too
+    for r in (c.post("/v1/liveness?explain=maybe", files={"file": ("x.jpg", good,
+                                                                   "image/jpeg")}),
+              c.get("/no/such/page"), c.get("/v1/liveness")):
+        assert r.status_code in (404, 405, 422), r.text
+        assert isinstance(r.json()["detail"], str) and r.json()["detail"], r.text
     # an enormous declared body is refused before it is read
     r = c.post("/v1/liveness", content=b"x" * 10, headers={"content-length": str(10**9),
                                                            "content-type": "image/jpeg"})
@@ -289,3 +300,14 @@ def test_vitfas_serve_command(tiny_bundle, image_dir):
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+def test_docs_pages_use_packaged_assets_not_a_cdn(predictor):
+    c = _client(_app(predictor))
+    for page, asset in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+        r = c.get(page)
+        assert r.status_code == 200
+        assert "cdn." not in r.text and "https://" not in r.text.split("<body")[-1], page
+        src = next(x for x in r.text.split('"') if x.endswith(asset))
+        js = c.get(src)
+        assert js.status_code == 200 and len(js.content) > 100_000, (page, src)

@@ -3,13 +3,16 @@
 Endpoints:
     ``POST /v1/liveness`` (multipart ``file``; ``?explain=1`` adds attention overlays) ->
     faces with boxes, P(live) scores and decisions, the model id and the latency;
-    ``GET /healthz``; ``GET /v1/model``; ``GET /`` the web page; ``GET /openapi.json``.
+    ``GET /healthz``; ``GET /v1/model``; ``GET /`` the web page; ``GET /openapi.json``, with
+Swagger UI at ``/docs`` and ReDoc at ``/redoc`` served from the package (``fastapi-offline``:
+no CDN, so they work on a machine without internet).
 
 Each request is decoded and its faces cropped in a worker thread; the crops then wait in an
 asyncio queue for at most ``max_wait_ms`` so concurrent requests share one forward call of
 up to ``max_batch`` crops (:class:`MicroBatcher`). Bad uploads get JSON errors: 413 (too
-many bytes or pixels), 415 (not an image type), 422 (undecodable), 504 (timeout); no upload
-can take the worker down.
+many bytes or pixels), 415 (not an image type, or a raw image body instead of multipart),
+422 (undecodable, or no ``file`` field), 504 (timeout); every error body is
+``{"detail": "<text>"}`` and no upload can take the worker down.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import FastAPI, File, Query, UploadFile
+from fastapi import File, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
@@ -301,6 +305,40 @@ def check_image_header(data: bytes, name: str, max_pixels: int) -> tuple[str, in
     return fmt, w, h
 
 
+MULTIPART_HINT = ("send the image as the multipart/form-data field 'file', e.g. "
+                  "curl -F file=@photo.jpg http://HOST:PORT/v1/liveness")
+
+
+def _content_type(request: Any) -> str:
+    return (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+
+
+def _validation_status(request: Any) -> int:
+    """415 for a body that is not a form at all (e.g. a raw image/jpeg), else 422."""
+    ctype = _content_type(request)
+    is_upload = request.url.path.endswith("/liveness") and request.method == "POST"
+    forms = ("multipart/form-data", "application/x-www-form-urlencoded")
+    return 415 if is_upload and ctype and ctype not in forms else 422
+
+
+def _validation_text(request: Any, exc: Any) -> str:
+    """FastAPI's list of validation errors as one sentence."""
+    ctype = _content_type(request)
+    parts = []
+    for err in exc.errors():
+        loc = [str(x) for x in err.get("loc", ()) if x not in ("body", "query")]
+        where = ".".join(loc) or "request"
+        if err.get("type") == "missing":
+            parts.append(f"missing field {where!r}")
+        else:
+            parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    text = "; ".join(parts) or "invalid request"
+    if request.url.path.endswith("/liveness") and any("file" in p for p in parts):
+        got = f"got a {ctype} body" if ctype else "got no body"
+        text = f"{text} ({got}): {MULTIPART_HINT}"
+    return text
+
+
 def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> Any:
     """The FastAPI application serving ``predictor``."""
     s = settings or ServeSettings()
@@ -321,7 +359,9 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> A
         yield
         await batcher.close()
 
-    app = FastAPI(
+    from fastapi_offline import FastAPIOffline
+
+    app = FastAPIOffline(
         title="vitfas liveness",
         version="1",
         summary="Face anti-spoofing with Vision Transformers",
@@ -332,6 +372,11 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> A
     app.state.settings = s
 
     app.add_middleware(BodyLimit, limit=s.max_upload_bytes + MULTIPART_SLACK)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Any:
+        return JSONResponse(status_code=_validation_status(request),
+                            content={"detail": _validation_text(request, exc)})
 
     async def _score(file: UploadFile, explain: bool) -> dict[str, Any]:
         t0 = time.perf_counter()
