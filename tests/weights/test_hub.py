@@ -116,7 +116,6 @@ def test_load_model_from_cached_hf_transformers_repo(tmp_path, monkeypatch, rand
 def _no_network_yet_online(monkeypatch, cache: Path) -> list:
     """Online mode (no HF_HUB_OFFLINE) with an empty cache and a hub that never answers:
     the probe's connection attempt hangs. Returns the list of network downloads tried."""
-    import socket as real_socket
     import time as real_time
 
     from huggingface_hub import constants
@@ -132,7 +131,7 @@ def _no_network_yet_online(monkeypatch, cache: Path) -> list:
 
     def hang(*a, **k):
         real_time.sleep(30)
-        raise real_socket.timeout("never")
+        raise TimeoutError("never")
 
     monkeypatch.setattr(hub.socket, "create_connection", hang)
     downloads: list = []
