@@ -124,7 +124,7 @@ def test_prepare_goes_on_past_the_bomb(folder: Path, tmp_path: Path, capsys) -> 
 
 def test_train_and_eval_datasets_skip_or_flag_the_bomb(folder: Path, tmp_path: Path) -> None:
     from vitfas.data.datasets import ManifestDataset
-    from vitfas.train.data import DataConfig, build_split
+    from vitfas.train.data import DataConfig, build_split, unreadable_counts
 
     m = tmp_path / "m.csv"
     assert cli.main(["-q", "data", "index", "-l", "folder", str(folder), "-o", str(m),
@@ -134,6 +134,7 @@ def test_train_and_eval_datasets_skip_or_flag_the_bomb(folder: Path, tmp_path: P
     assert len(ds) == 2 and not any(r["path"].endswith("bomb.png") for r in ds.rows)
     assert len(ds.targets) == 2 and ds.unreadable[0][0].endswith("bomb.png")
     assert "too many pixels" in ds.unreadable[0][1]
+    assert unreadable_counts(ds) == {"none": 1}  # a live row: dev/test count it as an FTA
     # eval reads every row: the bomb is a BadImageError (counted as FTA by eval's loader)
     raw = ManifestDataset(m)
     j = next(i for i, r in enumerate(raw.rows) if r["path"].endswith("bomb.png"))

@@ -170,7 +170,9 @@ def build_split(cfg: DataConfig, split: str, train: bool,
 def drop_unreadable(ds: Any, split: str) -> Any:
     """Remove from ``ds.rows``/``ds.targets`` the images whose header fails
     :func:`vitfas.data.io.image_header` (missing, not an image, too many pixels), logging
-    each with its reason, so one hostile file does not stop a training run. Videos and
+    each with its reason, so one hostile file does not stop a training run. They are kept
+    in ``ds.unreadable`` (path, reason) and ``ds.unreadable_rows``; dev/test scoring counts
+    them as failures to acquire (:func:`unreadable_counts`). Videos and
     files corrupt beyond their header are left to the loader (a ``BadImageError`` naming
     the file)."""
     from vitfas.data.io import image_header, is_image_file
@@ -180,6 +182,7 @@ def drop_unreadable(ds: Any, split: str) -> Any:
     manifest = getattr(ds, "manifest_path", None)
     keep: list[int] = []
     bad: list[tuple[str, str]] = []
+    bad_rows: list[dict[str, str]] = []
     for i, row in enumerate(ds.rows):
         p = resolve_path(manifest, row) if manifest else Path(row["path"])
         if is_image_file(p):
@@ -187,6 +190,7 @@ def drop_unreadable(ds: Any, split: str) -> Any:
                 image_header(p)
             except BadImageError as exc:
                 bad.append((str(p), str(exc).split(": ", 1)[-1]))
+                bad_rows.append(row)
                 continue
         keep.append(i)
     if bad:
@@ -198,7 +202,18 @@ def drop_unreadable(ds: Any, split: str) -> Any:
         ds.rows = [ds.rows[i] for i in keep]
         ds.targets = [ds.targets[i] for i in keep]
     ds.unreadable = bad
+    ds.unreadable_rows = bad_rows
     return ds
+
+
+def unreadable_counts(ds: Any) -> dict[str, int]:
+    """The images :func:`drop_unreadable` removed from ``ds``, as failures to acquire
+    ``{attack_type: count}`` (``none`` for live), to add to :func:`fta_counts`."""
+    out: dict[str, int] = {}
+    for r in getattr(ds, "unreadable_rows", []):
+        kind = "none" if r.get("label") == "live" else (r.get("attack_type") or "attack")
+        out[kind] = out.get(kind, 0) + 1
+    return out
 
 
 def _manifest_rows(path: str | Path) -> list[dict[str, str]]:
