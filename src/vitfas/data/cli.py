@@ -108,12 +108,17 @@ def run_index(args: argparse.Namespace) -> int:
         print(f"wrote {out}: {len(rows)} rows")
         _print_counts(rows)
         if skipped:
-            print(f"skipped {len(skipped)} file(s) that are neither images nor videos:")
-            for p in skipped[:20]:
-                print(f"  {p}")
-            if len(skipped) > 20:
-                print(f"  ... and {len(skipped) - 20} more")
+            _print_listing(f"skipped {len(skipped)} file(s) that are neither images nor "
+                           f"videos:", skipped, f"... and {len(skipped) - 20} more")
     return 0
+
+
+def _print_listing(title: str, lines: list[str], more: str, limit: int = 20) -> None:
+    print(title)
+    for line in lines[:limit]:
+        print(f"  {line}")
+    if len(lines) > limit:
+        print(f"  {more}")
 
 
 def run_ocim(args: argparse.Namespace) -> int:
@@ -162,9 +167,6 @@ def run_prepare(args: argparse.Namespace) -> int:
                   f"{c['no_face_inputs']:10d} {c['unreadable']:10d}")
         bad = [f for f in s["failures"] if f["reason"] == "unreadable"]
         if bad:
-            print(f"skipped {len(bad)} unreadable file(s):")
-            for f in bad[:20]:
-                print(f"  {f['detail']}")
-            if len(bad) > 20:
-                print(f"  ... see {s['failures_csv']}")
+            _print_listing(f"skipped {len(bad)} unreadable file(s):",
+                           [f["detail"] for f in bad], f"... see {s['failures_csv']}")
     return 0

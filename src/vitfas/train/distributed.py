@@ -217,22 +217,6 @@ def teardown() -> None:
             log.warning("distributed teardown: ranks did not meet (%s)", exc)
         dist.destroy_process_group()
     _STARTED_HERE = False
-_TIMEOUT_S: float | None = None
-
-
-def _timeout_s(timeout_s: float | None) -> float:
-    raw: Any = timeout_s if timeout_s is not None else os.environ.get("VITFAS_DIST_TIMEOUT",
-                                                                      1800)
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise BadConfigError(f"distributed timeout: expected seconds, got {raw!r} "
-                             f"(trainer.dist_timeout_s / VITFAS_DIST_TIMEOUT)") from None
-    if not 0 < value < float("inf"):
-        raise BadConfigError(f"distributed timeout must be a positive finite number of "
-                             f"seconds, got {raw!r} (trainer.dist_timeout_s / "
-                             f"VITFAS_DIST_TIMEOUT)")
-    return value
 
 
 def fail_fast(exc: BaseException, what: str = "vitfas") -> None:
