@@ -8,7 +8,8 @@ from vitfas.errors import (
     NoFaceError,
     VitfasError,
 )
-from vitfas.models import VisionTransformer, ViTConfig, create_model, list_models
+from vitfas.models import VisionTransformer, ViTConfig, list_models
+from vitfas.weights.pretrained import create_model
 
 __version__ = "0.1.0"
 

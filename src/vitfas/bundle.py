@@ -23,11 +23,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from vitfas.errors import BadCheckpointError
+from vitfas.models.registry import build_from_architecture
+from vitfas.weights.bundle_model import FORMAT_VERSION, load_bundle_model, read_bundle_config
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+__all__ = [
+    "FORMAT_VERSION",
+    "Bundle",
+    "build_from_architecture",
+    "load_bundle",
+    "model_card",
+    "save_bundle",
+]
 
 
 @dataclass
@@ -173,67 +181,10 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any] | None = None) ->
     return "\n".join(lines) + "\n"
 
 
-def build_from_architecture(arch: dict[str, Any]) -> nn.Module:
-    """Build a model from a bundle's ``architecture`` block (registry name + full config)."""
-    import dataclasses
-
-    from vitfas.models.registry import _REGISTRY, get_entry
-
-    name, cfg = arch.get("name"), arch.get("config") or {}
-    if name:
-        entry = get_entry(name)
-    else:
-        cls_name = arch.get("class")
-        entry = next((e for e in _REGISTRY.values() if e.builder.__name__ == cls_name), None)
-        if entry is None:
-            raise BadCheckpointError(f"bundle architecture names no known model: {arch}")
-    config_cls = type(entry.config)
-    valid = {f.name for f in dataclasses.fields(config_cls)}
-    unknown = sorted(set(cfg) - valid)
-    if unknown:
-        raise BadCheckpointError(
-            f"architecture config has unknown keys {unknown} for {config_cls.__name__}"
-        )
-    config = config_cls.from_dict(cfg) if hasattr(config_cls, "from_dict") else config_cls(**cfg)
-    model = entry.builder(config)
-    model.registry_name = name
-    return model
-
-
 def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
     """Load a bundle folder; the model is returned in eval mode on ``device``."""
-    from safetensors.torch import load_file
-
     p = Path(path)
-    cfg_path = p / "config.json"
-    if not cfg_path.is_file():
-        raise BadCheckpointError(f"{p} is not a model bundle: {cfg_path} is missing")
-    try:
-        config = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise BadCheckpointError(f"{cfg_path}: invalid JSON ({exc})") from exc
-    if config.get("format_version") != FORMAT_VERSION:
-        raise BadCheckpointError(
-            f"{cfg_path}: format_version {config.get('format_version')!r}, expected "
-            f"{FORMAT_VERSION}"
-        )
-    model = build_from_architecture(config["architecture"])
-    if config.get("adapters"):
-        from vitfas.models import adapters as _adapters  # installed by the training issue
-
-        _adapters.add_adapters(model, **config["adapters"])
-    weights = p / "model.safetensors"
-    if not weights.is_file():
-        raise BadCheckpointError(f"{p}: model.safetensors is missing")
-    sd = load_file(str(weights))
-    if config.get("base_checkpoint"):
-        from vitfas.weights import load_checkpoint
-
-        base = load_checkpoint(config["base_checkpoint"], model)
-        base.update(sd)
-        sd = base
-    from vitfas.weights import check_and_load
-
-    check_and_load(model, sd, source=str(weights))
+    config = read_bundle_config(p)
+    model = load_bundle_model(p, config)
     model.eval().to(device)
     return Bundle(model=model, path=p, config=config)

@@ -24,7 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vitfas.metrics.evaluation",
     "vitfas.data.cli",
     "vitfas.explain.cli",
-    "vitfas.predict_cli",
+    "vitfas.predict.cli",
     "vitfas.export.onnx",
     "vitfas.serve.cli",
     "vitfas.demo.cli",
@@ -83,7 +83,7 @@ def _fail_fast_if_distributed(exc: BaseException, command: str) -> None:
     """Under torchrun, a failed rank names itself and exits at once (the others would wait
     in a collective for it); returns in a single process."""
     if "torch.distributed" in sys.modules:
-        from vitfas.train.distributed import fail_fast
+        from vitfas.distributed import fail_fast
 
         fail_fast(exc, f"vitfas {command}")
 

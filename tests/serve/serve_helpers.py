@@ -40,6 +40,6 @@ def run_cli(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
     """``vitfas.cli.main`` with this part's verbs registered."""
     from vitfas import cli
 
-    mods = ["vitfas.predict_cli", "vitfas.export.onnx", "vitfas.serve.cli"]
+    mods = ["vitfas.predict.cli", "vitfas.export.onnx", "vitfas.serve.cli"]
     monkeypatch.setattr(cli, "COMMAND_MODULES", tuple(mods))
     return cli.main(argv)

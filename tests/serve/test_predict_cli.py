@@ -139,7 +139,7 @@ def test_missing_path_is_a_usage_error(tiny_bundle, image_dir, tmp_path, monkeyp
 
 def test_no_face_line_and_strict(tiny_bundle, image_dir, tmp_path, monkeypatch):
     """A detector that finds nothing -> status no_face with a clear message."""
-    from vitfas import predict as P
+    from vitfas.predict import predictor as P
 
     class Nothing:
         def apply(self, rgb):

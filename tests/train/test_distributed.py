@@ -402,7 +402,7 @@ def test_cli_failure_on_one_rank_names_it_and_stops_both(tmp_path):
 
 
 def test_dist_timeout_is_finite_and_configurable(monkeypatch):
-    from vitfas.train.distributed import _timeout_s
+    from vitfas.distributed import _timeout_s
     from vitfas.train.engine import TrainerConfig
 
     assert TrainerConfig().dist_timeout_s == 1800

@@ -142,7 +142,7 @@ def run_ocim(args: argparse.Namespace) -> int:
 
 def run_prepare(args: argparse.Namespace) -> int:
     from vitfas.data.prepare import prepare
-    from vitfas.train.distributed import init_distributed
+    from vitfas.distributed import init_distributed
 
     info = init_distributed("cpu")  # under torchrun: the inputs are shared over the ranks
     recipe = CropRecipe(detector=args.detector, scale=args.scale, size=args.size,

@@ -45,9 +45,9 @@ from vitfas.data.manifest import (
     write_manifest,
 )
 from vitfas.data.video import is_video_file, read_frame, sample_frames
+from vitfas.distributed import barrier, broadcast_object, get_rank, shard_indices
 from vitfas.errors import BadConfigError, BadDataError, BadImageError, BadVideoError
 from vitfas.faces import CropRecipe, Face
-from vitfas.train.distributed import barrier, broadcast_object, get_rank, shard_indices
 
 log = logging.getLogger(__name__)
 

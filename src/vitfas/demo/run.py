@@ -230,7 +230,7 @@ def _predict(bundle: Any, data_dir: Path, examples: list[dict[str, str]],
 
     from vitfas.bundle import Bundle
     from vitfas.predict import Predictor, expand_inputs
-    from vitfas.predict_cli import predict_one
+    from vitfas.predict.cli import predict_one
 
     out_dir.mkdir(parents=True, exist_ok=True)
     pre = {**bundle.preprocessing, "detector": "none", "crop_scale": 1.0}

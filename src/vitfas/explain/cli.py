@@ -140,7 +140,7 @@ def load_any_model(
         return load_model(source if source.startswith("hf-hub:") else p, arch).eval().to(device)
     if "/" in source or source.endswith((".pt", ".pth", ".bin", ".safetensors", ".npz")):
         raise BadCheckpointError(f"{source}: no such file or folder")
-    from vitfas.models import create_model
+    from vitfas.weights import create_model
 
     return create_model(source, pretrained=True if pretrained else None).eval().to(device)
 

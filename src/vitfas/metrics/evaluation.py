@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vitfas.distributed import distributed_map, get_rank, init_distributed
 from vitfas.errors import BadCheckpointError, BadDataError, VitfasError
 from vitfas.metrics.core import (
     LIVE_LABELS,
@@ -36,7 +37,6 @@ from vitfas.metrics.core import (
     select_threshold,
 )
 from vitfas.metrics.report import pct, write_report
-from vitfas.train.distributed import distributed_map, get_rank, init_distributed
 
 log = logging.getLogger(__name__)
 

@@ -33,10 +33,11 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from vitfas.distributed import get_rank
 from vitfas.errors import BadConfigError, BadDataError, BadImageError
 from vitfas.models.mae import MaskedAutoencoderViT
 from vitfas.train.config import load_config, save_config
-from vitfas.train.distributed import get_rank, is_fsdp
+from vitfas.train.distributed import is_fsdp
 from vitfas.train.engine import Engine, TrainerConfig, seed_everything, unwrap
 from vitfas.train.optim import OptimConfig
 

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(TrainConfig, args.config, args.overrides)
     summary = run_training(cfg, resume=args.resume, quiet=args.quiet)
-    from vitfas.train.distributed import get_rank
+    from vitfas.distributed import get_rank
 
     if get_rank() != 0:  # under torchrun rank 0 alone reports
         return 0

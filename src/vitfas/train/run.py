@@ -166,8 +166,8 @@ def _distill_record(cfg: TrainConfig) -> dict[str, Any] | None:
 
 def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     """Registry model with backbone weights, adapters and the trainable scope applied."""
-    from vitfas.models import create_model
     from vitfas.models.adapters import add_adapters, set_trainable
+    from vitfas.weights import create_model
 
     m = cfg.model
     kwargs: dict[str, Any] = {"drop_path_rate": m.drop_path_rate, **m.overrides}
@@ -227,7 +227,7 @@ def run_training(
         dev/test metrics.
     """
     if rank is None or world_size is None:
-        from vitfas.train.distributed import init_distributed
+        from vitfas.distributed import init_distributed
 
         info = init_distributed(cfg.trainer.device, timeout_s=cfg.trainer.dist_timeout_s)
         rank, world_size = info.rank, info.world_size
