@@ -5,7 +5,7 @@ Layout::
 
     bundle/
       config.json        format_version, architecture, adapters, class_names, live_index,
-                         preprocessing, threshold, training
+                         preprocessing, threshold, calibration, training
       model.safetensors  weights (or, for an adapter-only bundle, just the adapter/head
                          weights plus ``base_checkpoint`` in config.json)
       metrics.json       dev and test figures as ``eval`` writes them (optional)
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from vitfas.errors import BadCheckpointError
 from vitfas.models.registry import build_from_architecture
 from vitfas.weights.bundle_model import FORMAT_VERSION, load_bundle_model, read_bundle_config
 
@@ -72,6 +74,27 @@ class Bundle:
         return None if t is None else float(t["value"])
 
     @property
+    def temperature(self) -> float:
+        """The softmax temperature T of the ``calibration`` block (1.0 when absent).
+
+        Every consumer turns logits into probabilities as ``softmax(logits / T)``
+        (:func:`vitfas.metrics.calibration.scaled_softmax`); the threshold is on that scale.
+
+        Raises:
+            BadCheckpointError: a recorded temperature that is not a finite number > 0.
+        """
+        cal = self.config.get("calibration") or {}
+        raw = cal.get("temperature", 1.0)
+        try:
+            t = float(raw)
+        except (TypeError, ValueError):
+            t = math.nan
+        if not math.isfinite(t) or t <= 0:
+            raise BadCheckpointError(f"{self.path}/config.json: calibration.temperature must "
+                                     f"be a finite number > 0; found {raw!r}")
+        return t
+
+    @property
     def model_id(self) -> str:
         """A short identifier: architecture name + the weights' hash prefix."""
         a = self.config.get("architecture", {})
@@ -98,6 +121,7 @@ def save_bundle(
     preprocessing: dict[str, Any] | None = None,
     threshold: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
+    calibration: dict[str, Any] | None = None,
     adapters: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
     state_dict: dict[str, torch.Tensor] | None = None,
@@ -113,7 +137,10 @@ def save_bundle(
         class_names: logit order; ``live_index`` names the live class for FAS.
         preprocessing: crop recipe and normalisation (detector, scale, size, mean, std,
             colour order, frames per video).
-        threshold: ``{"value": float, "criterion": "dev EER", "split": "dev"}``.
+        threshold: ``{"value": float, "criterion": "dev EER", "split": "dev"}`` (plus the
+            dev ``margin`` for the EER criterion), on the calibrated P(live) scale.
+        calibration: ``{"method": "temperature" | "none", "temperature": T, ...}``; consumers
+            compute ``softmax(logits / T)``. ``None``: not recorded (T = 1).
         state_dict: weights to save instead of the full ``model.state_dict()`` (used for
             adapter-only bundles, with ``base_checkpoint`` naming the rest).
     """
@@ -138,6 +165,7 @@ def save_bundle(
         "live_index": live_index,
         "preprocessing": preprocessing or {},
         "threshold": threshold,
+        "calibration": calibration,
         "training": training or {},
         "base_checkpoint": base_checkpoint,
         "weights_sha256": _sha256(weights),
@@ -165,6 +193,15 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any] | None = None) ->
             f"- threshold: {thr.get('value'):.6g} ({thr.get('criterion')}, chosen on "
             f"{thr.get('split')})"
         )
+        margin = thr.get("margin") or {}
+        if margin.get("score") is not None:  # the EER interval's width (docs/metrics.md)
+            logit = margin.get("logit")
+            lines.append(f"- {thr.get('split') or 'dev'} margin: {margin['score']:.4g}"
+                         + ("" if logit is None else f" ({logit:.4g} in logits)"))
+    cal = config.get("calibration") or {}
+    if cal.get("method") == "temperature":
+        lines.append(f"- calibration: temperature {cal.get('temperature'):.4g} fitted on "
+                     f"{cal.get('split')} (P(live) = softmax(logits / T))")
     pre = config.get("preprocessing") or {}
     if pre:
         lines.append("- preprocessing: " + ", ".join(f"{k}={v}" for k, v in pre.items()))

@@ -41,6 +41,7 @@ from typing import Any
 import torch
 
 from vitfas.errors import BadConfigError
+from vitfas.metrics.calibration import scaled_softmax
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +195,7 @@ def _explain(bundle: Any, data_dir: Path, examples: list[dict[str, str]], out_di
     x = torch.from_numpy(pred.preprocess(crops))
     with torch.no_grad():
         e = explain(model, x, "rollout")
-    probs = torch.softmax(e.logits, -1)[:, bundle.live_index].numpy()
+    probs = scaled_softmax(e.logits, bundle.temperature)[:, bundle.live_index].numpy()
     files, items = [], []
     for r, crop, m, s in zip(examples, crops, e.maps.numpy(), probs):
         big = cv2.resize(crop, (crop.shape[1] * zoom, crop.shape[0] * zoom),

@@ -51,6 +51,7 @@ from vitfas.explain.posembed import (
     similarity_maps,
 )
 from vitfas.explain.rollout import HEAD_FUSIONS
+from vitfas.metrics.calibration import scaled_softmax
 
 log = logging.getLogger(__name__)
 
@@ -321,7 +322,7 @@ def run_images(args: argparse.Namespace) -> int:
             target=target,
         )
         grid_maps = layer_head_maps(model, x, args.query)[0] if args.all_heads else None
-        probs = e.logits.softmax(dim=-1)
+        probs = scaled_softmax(e.logits, bundle.temperature)  # P as predict/eval give it
         lay = e.layout
         for b, (i, k, face) in enumerate(pending):
             base = args.out / f"{stems[i]}.face{k}.{args.method}"

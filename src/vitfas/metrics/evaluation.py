@@ -2,9 +2,10 @@
 
 Steps: load the bundle (:func:`vitfas.bundle.load_bundle`), read the manifest through
 ``vitfas.data.datasets.ManifestDataset`` with the bundle's own preprocessing, score every
-row of the dev and test splits (score = softmax(logits)[live_index] = P(live)), choose or
-take the operating threshold, compute frame-level and video-level metrics
-(:func:`vitfas.metrics.evaluate`) and write the report (:func:`write_report`).
+row of the dev and test splits (score = softmax(logits / T)[live_index] = P(live), T the
+bundle's calibration temperature, 1 when it has none), choose or take the operating
+threshold, compute frame-level and video-level metrics (:func:`vitfas.metrics.evaluate`),
+with the dev margin and the ECE, and write the report (:func:`write_report`).
 
 Failures to acquire: a row whose ``fta`` column is ``1``/``true``/``yes`` or whose ``path``
 is empty is an FTA; a row whose image cannot be read is also counted as an FTA (and listed
@@ -27,11 +28,13 @@ import torch
 
 from vitfas.distributed import distributed_map, get_rank, init_distributed
 from vitfas.errors import BadCheckpointError, BadDataError, VitfasError
+from vitfas.metrics.calibration import scaled_softmax
 from vitfas.metrics.core import (
     LIVE_LABELS,
     Scores,
     Threshold,
     aggregate_videos,
+    describe_margin,
     evaluate,
     parse_criterion,
     select_threshold,
@@ -120,7 +123,8 @@ def score_manifest(
 ) -> ScoredManifest:
     """Score the rows of ``manifest`` (those of ``splits``; all if none matches) with ``bundle``.
 
-    Returns per-row P(live) (``[N]``, ``nan`` where FTA). FTA rows (see :func:`row_is_fta`)
+    Returns per-row P(live) = ``softmax(logits / T)[live_index]`` (``[N]``, ``nan`` where
+    FTA; ``T`` = ``bundle.temperature``). FTA rows (see :func:`row_is_fta`)
     are not read. ``open_dataset(manifest, bundle)`` builds the dataset (default:
     ``ManifestDataset`` with the bundle's preprocessing); its ``.rows`` are the manifest
     rows and item ``i`` is ``(image [3, H, W], label)``.
@@ -147,6 +151,7 @@ def score_manifest(
     scores = np.full(n, np.nan)
     unreadable: list[int] = []
     model = bundle.model.to(device).eval()
+    temperature = bundle.temperature
     if todo:
         cfg_size = getattr(bundle.model.config, "img_size", (224, 224))
         size = tuple(bundle.preprocessing.get("img_size") or cfg_size)
@@ -161,7 +166,8 @@ def score_manifest(
                        disable=not progress or get_rank() != 0)
             for imgs, js, ok in loader:
                 logits = model(imgs.to(device))
-                p = torch.softmax(logits.float(), dim=-1)[:, bundle.live_index].cpu().tolist()
+                p = scaled_softmax(logits.float(), temperature)[:, bundle.live_index]
+                p = p.cpu().tolist()
                 for j, okj, pj in zip(js.tolist(), ok.tolist(), p):
                     out[j] = pj if okj else None
                 bar.update(len(js))
@@ -258,8 +264,7 @@ def run_eval(
         fixed = None
     elif bundle.threshold is not None:
         t = bundle.config.get("threshold") or {}
-        fixed = Threshold(bundle.threshold, f"{t.get('criterion', 'bundle')} (from the bundle)",
-                          t.get("split"))
+        fixed = Threshold.from_dict(t, f"{t.get('criterion', 'bundle')} (from the bundle)")
     elif dev_split in frame:
         criterion, fixed = "eer", None
     else:
@@ -337,9 +342,11 @@ def format_summary(payload: dict[str, Any]) -> str:
         res = payload[level]
         thr = res["threshold"]
         where = f", chosen on {thr['split']}" if thr.get("split") else ""
-        lines += ["", f"{level} level: threshold {thr['value']:.6g} ({thr['criterion']}{where})",
-                  f"  {'split':<8}{'n':>6}{'APCER max':>22}{'BPCER':>9}{'ACER':>9}{'HTER':>9}"
-                  f"{'EER':>9}{'AUC':>8}{'BPCER20':>9}"]
+        lines += ["", f"{level} level: threshold {thr['value']:.6g} ({thr['criterion']}{where})"]
+        if thr.get("margin"):
+            lines.append(f"  {thr.get('split') or 'dev'} margin: {describe_margin(thr['margin'])}")
+        lines.append(f"  {'split':<8}{'n':>6}{'APCER max':>22}{'BPCER':>9}{'ACER':>9}"
+                     f"{'HTER':>9}{'EER':>9}{'AUC':>8}{'BPCER20':>9}{'ECE':>8}")
         for name, sm in res["splits"].items():
             at = sm["at_threshold"]
             n = sm["counts"]["bona_fide"] + sm["counts"]["attack"]
@@ -347,7 +354,7 @@ def format_summary(payload: dict[str, Any]) -> str:
             lines.append(
                 f"  {name:<8}{n:>6}{worst:>22}{pct(at['bpcer']):>9}{pct(at['acer']):>9}"
                 f"{pct(at['hter']):>9}{pct(sm['eer']):>9}{sm['auc']:>8.4f}"
-                f"{pct(sm['bpcer20']['value']):>9}"
+                f"{pct(sm['bpcer20']['value']):>9}{_ece(sm):>8}"
             )
         for name, sm in res["splits"].items():
             o = sm["hter_at_own_eer_threshold"]
@@ -356,6 +363,12 @@ def format_summary(payload: dict[str, Any]) -> str:
     if "files" in payload:
         lines += ["", f"report: {payload['files']['markdown']}"]
     return "\n".join(lines)
+
+
+def _ece(summary: dict[str, Any]) -> str:
+    """A split's ECE as ``0.0123`` (``n/a`` when its scores are not probabilities)."""
+    e = (summary.get("calibration") or {}).get("ece")
+    return "n/a" if e is None else f"{e:.4f}"
 
 
 def _criterion_arg(text: str) -> str:

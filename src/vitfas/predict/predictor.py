@@ -6,7 +6,8 @@ PyTorch or onnxruntime, and returns one :class:`FaceResult` per detected face. I
 by ``vitfas predict``, ``vitfas serve`` and the web page.
 
 Scores follow the project convention: live is the positive class, a score is P(live) =
-``softmax(logits)[live_index]`` and a face is accepted as live when ``score >= threshold``
+``softmax(logits / T)[live_index]`` (``T`` the bundle's calibration temperature, 1 when it
+has none) and a face is accepted as live when ``score >= threshold``
 (the bundle's threshold, chosen on dev data; 0.5 when the bundle has none).
 """
 
@@ -24,6 +25,7 @@ import torch
 
 from vitfas.bundle import Bundle
 from vitfas.errors import BadCheckpointError, BadConfigError, BadImageError, NoFaceError
+from vitfas.metrics.calibration import scaled_softmax
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +150,7 @@ class Predictor:
         self.live_index = bundle.live_index
         self.threshold = bundle.threshold if bundle.threshold is not None else DEFAULT_THRESHOLD
         self.threshold_source = "bundle" if bundle.threshold is not None else "default 0.5"
+        self.temperature = bundle.temperature
         self.batch_size = max(1, int(batch_size))
         self.runtime = runtime
         self.forward_calls = 0
@@ -184,7 +187,8 @@ class Predictor:
         return out
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """``[B, 3, H, W]`` float32 -> class probabilities ``[B, C]`` (float64).
+        """``[B, 3, H, W]`` float32 -> class probabilities ``softmax(logits / T)`` ``[B, C]``
+        (float64; ``T`` = the bundle's calibration temperature).
 
         Splits into chunks of ``batch_size``; each chunk is one counted forward call.
         """
@@ -201,10 +205,7 @@ class Predictor:
             outs.append(logits.astype(np.float64))
         if not outs:
             return np.zeros((0, len(self.class_names)))
-        logits = np.concatenate(outs)
-        logits -= logits.max(axis=1, keepdims=True)
-        e = np.exp(logits)
-        return e / e.sum(axis=1, keepdims=True)
+        return scaled_softmax(np.concatenate(outs), self.temperature)
 
     def decide(self, score: float) -> str:
         """``"live"`` when ``score >= threshold``, else the spoof class name (FAS bundles)."""
@@ -316,6 +317,7 @@ class Predictor:
             "threshold": self.threshold,
             "threshold_source": self.threshold_source,
             "threshold_info": cfg.get("threshold"),
+            "temperature": self.temperature,
             "preprocessing": self.bundle.preprocessing,
             "runtime": self.runtime,
         }

@@ -33,6 +33,7 @@ def _fmt(v: Any) -> str:
 def run(args: argparse.Namespace) -> int:
     from vitfas.train.config import load_config
     from vitfas.train.run import TrainConfig, run_training
+    from vitfas.train.scoring import describe_margin
 
     cfg = load_config(TrainConfig, args.config, args.overrides)
     summary = run_training(cfg, resume=args.resume, quiet=args.quiet)
@@ -55,8 +56,15 @@ def run(args: argparse.Namespace) -> int:
     thr = summary.get("threshold")
     if thr:
         print(f"threshold      {thr['value']:.6g} ({thr['criterion']})")
+        if thr.get("margin"):
+            print(f"dev margin     {describe_margin(thr['margin'])}")
+    cal = summary.get("calibration") or {}
+    if cal.get("method") == "temperature":
+        print(f"temperature    {cal['temperature']:.4g} (fitted on {cal.get('split')}: NLL "
+              f"{cal['nll_before']:.4g} -> {cal['nll_after']:.4g})")
     for split, m in (summary.get("metrics") or {}).items():
-        keys = [k for k in ("apcer", "bpcer", "acer", "eer", "auc", "acc", "loss") if k in m]
+        keys = [k for k in ("apcer", "bpcer", "acer", "eer", "auc", "ece", "acc", "loss")
+                if k in m]
         print(f"{split:<14} " + "  ".join(f"{k}={_fmt(m[k])}" for k in keys))
     if summary.get("bundle"):
         print(f"bundle         {summary['bundle']}")

@@ -35,7 +35,13 @@ from vitfas.train.data import (
 from vitfas.train.distill import DistillConfig, load_teacher
 from vitfas.train.engine import Engine, TrainerConfig, resolve_device, seed_everything, unwrap
 from vitfas.train.optim import OptimConfig
-from vitfas.train.scoring import choose_threshold, make_scores, split_report
+from vitfas.train.scoring import (
+    choose_threshold,
+    fit_calibration,
+    live_scores,
+    make_scores,
+    split_report,
+)
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +101,17 @@ class OutputConfig:
             the bundle.
         adapter_only: store only the trained scope's weights, naming ``model.pretrained``
             as the base checkpoint (needs a pretrained path and a scope other than full).
-        threshold: how the operating threshold is chosen on dev (``eer``).
+        threshold: how the operating threshold is chosen on dev (``eer``: the midpoint of
+            the interval of thresholds reaching the dev EER, see ``docs/metrics.md``).
+        calibrate: ``temperature`` fits a softmax temperature T on the dev logits (minimum
+            NLL) before the threshold is chosen; the bundle records it and every consumer
+            computes P(live) = softmax(logits / T). ``none`` (default): T = 1.
     """
 
     weights: Literal["best", "last"] = "best"
     adapter_only: bool = False
     threshold: Literal["eer"] = "eer"
+    calibrate: Literal["none", "temperature"] = "none"
 
 
 @dataclass(frozen=True)
@@ -254,6 +265,11 @@ def run_training(
     dev_set = build_split(cfg.data, cfg.data.dev_split, False, class_names)
     test_set = build_split(cfg.data, cfg.data.test_split, False, class_names)
     assert train_set is not None
+    if cfg.output.calibrate == "temperature" and dev_set is None:
+        raise BadConfigError(
+            "output.calibrate: temperature fits T on the dev split, but there is none "
+            f"(data.dev_split={cfg.data.dev_split!r}); set a dev split or output.calibrate: none"
+        )
 
     model = build_model(cfg, len(class_names))
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -298,6 +314,8 @@ def run_training(
         if ds is not None:
             with torch.no_grad(), engine.autocast():
                 preds[split] = task.predict(final, engine.make_loader(ds))
+    calibration = _calibration(cfg, preds.get("dev"), live_index)
+    temperature = calibration["temperature"]
     metrics: dict[str, Any] = {
         "level": "frame",
         "classification": {split: task.metrics(*p) for split, p in preds.items()},
@@ -309,7 +327,7 @@ def run_training(
                 continue
             logits, y = preds[split]
             splits[split] = make_scores(
-                logits.softmax(1)[:, live_index].double().numpy(),
+                live_scores(logits, live_index, temperature),
                 (y == live_index).numpy().astype(int), attack_types_of(ds),
                 _add_counts(fta_counts(cfg.data, getattr(cfg.data, f"{split}_split")),
                             unreadable_counts(ds)),
@@ -380,21 +398,44 @@ def run_training(
     bundle_dir = save_bundle(
         out / "bundle", final, class_names=class_names, live_index=live_index,
         preprocessing=preprocessing, threshold=threshold, training=training,
-        adapters=adapter_spec(base), metrics=metrics or None, **kwargs,
+        calibration=calibration, adapters=adapter_spec(base), metrics=metrics or None,
+        **kwargs,
     )
     summary.update({"bundle": str(bundle_dir), "threshold": threshold,
-                    "metrics": summary_metrics})
+                    "calibration": calibration, "metrics": summary_metrics})
     return summary
 
 
+def _calibration(cfg: TrainConfig, dev: tuple[torch.Tensor, torch.Tensor] | None,
+                 live_index: int | None) -> dict[str, Any]:
+    """The bundle's ``calibration`` block: a temperature fitted on the dev ``(logits [N, C],
+    labels [N])`` for ``output.calibrate: temperature``, else ``T = 1``.
+
+    For FAS it also records the dev ECE of P(live) before and after (10 bins).
+
+    Raises:
+        BadConfigError: calibration asked for without a dev split.
+    """
+    if cfg.output.calibrate != "temperature":
+        return {"method": "none", "temperature": 1.0}
+    if dev is None or len(dev[1]) == 0:  # (run_training checks this before training)
+        raise BadConfigError(f"output.calibrate: temperature: the dev split "
+                             f"{cfg.data.dev_split!r} has no samples to fit T on")
+    rec = fit_calibration(dev[0].float(), dev[1].numpy(), live_index,
+                          cfg.data.dev_split or "dev")
+    log.info("temperature calibration on dev: T = %.4g (NLL %.4g -> %.4g)", rec["temperature"],
+             rec["nll_before"], rec["nll_after"])
+    return rec
+
+
 def _headline(metrics: dict[str, Any], split: str) -> dict[str, Any]:
-    """APCER (max over attack types), BPCER, ACER at the dev threshold; EER, AUC."""
+    """APCER (max over attack types), BPCER, ACER at the dev threshold; EER, AUC, ECE."""
     m = (metrics.get("splits") or {}).get(split)
     if not m:
         return {}
     at = m["at_threshold"]
     return {"apcer": at["apcer_max"], "bpcer": at["bpcer"], "acer": at["acer"],
-            "eer": m["eer"], "auc": m["auc"]}
+            "eer": m["eer"], "auc": m["auc"], "ece": m["calibration"]["ece"]}
 
 
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
