@@ -10,6 +10,11 @@ Layout::
                          weights plus ``base_checkpoint`` in config.json)
       metrics.json       dev and test figures as ``eval`` writes them (optional)
       README.md          a short model card generated from the above
+
+``config.json`` may name another ``kind`` of bundle (no ``kind`` = ``"network"``, the layout
+above). ``"lbp-svm"`` is the LBP + SVM baseline of :mod:`vitfas.baselines`, whose classifier
+is ``model.skops`` instead of ``model.safetensors``; :func:`load_bundle` refuses it and
+``vitfas.predict.load_predictor`` runs either kind.
 """
 
 from __future__ import annotations
@@ -30,28 +35,25 @@ from vitfas.weights.bundle_model import FORMAT_VERSION, load_bundle_model, read_
 
 log = logging.getLogger(__name__)
 
+NETWORK_KIND = "network"  # config.json "kind" of PyTorch-model bundles (the default)
+
 __all__ = [
     "FORMAT_VERSION",
+    "NETWORK_KIND",
     "Bundle",
+    "BundleFields",
     "build_from_architecture",
+    "bundle_kind",
     "load_bundle",
     "model_card",
+    "read_bundle_config",
     "save_bundle",
 ]
 
 
-@dataclass
-class Bundle:
-    """A loaded bundle: the model (eval mode) and everything needed to use it faithfully.
+class BundleFields:
+    """What every kind of bundle reads from its ``config.json`` (``self.config``)."""
 
-    Attributes:
-        model: the network, ``[B, 3, H, W] -> [B, num_classes]`` logits.
-        path: the bundle folder.
-        config: the whole parsed ``config.json``.
-    """
-
-    model: nn.Module
-    path: Path
     config: dict[str, Any]
 
     @property
@@ -72,6 +74,26 @@ class Bundle:
         """The operating threshold on P(live) chosen on dev data, if any."""
         t = self.config.get("threshold")
         return None if t is None else float(t["value"])
+
+
+@dataclass
+class Bundle(BundleFields):
+    """A loaded bundle: the model (eval mode) and everything needed to use it faithfully.
+
+    Attributes:
+        model: the network, ``[B, 3, H, W] -> [B, num_classes]`` logits.
+        path: the bundle folder.
+        config: the whole parsed ``config.json``.
+    """
+
+    model: nn.Module
+    path: Path
+    config: dict[str, Any]
+
+    @property
+    def architecture(self) -> str:
+        """What the network is: registry base and the settings that differ from it."""
+        return architecture_name(self.config.get("architecture", {}))
 
     @property
     def temperature(self) -> float:
@@ -96,10 +118,49 @@ class Bundle:
 
     @property
     def model_id(self) -> str:
-        """A short identifier: architecture name + the weights' hash prefix."""
-        a = self.config.get("architecture", {})
-        arch = a.get("name") or a.get("class") or "model"
-        return f"{arch}@{self.config.get('weights_sha256', '')[:12]}"
+        """A short identifier: :attr:`architecture` + the weights' hash prefix."""
+        return f"{self.architecture}@{self.config.get('weights_sha256', '')[:12]}"
+
+
+# head size is reported with the class names, not as part of the architecture
+_NOT_ARCHITECTURE = frozenset({"num_classes"})
+
+
+def architecture_name(arch: dict[str, Any]) -> str:
+    """Name a bundle's network by what it is: ``base(key=value,...)``.
+
+    ``base`` is the registry name it was built from; the keys are the config fields whose
+    values differ from that registry entry (the overrides to pass to
+    :func:`vitfas.create_model` to build it again), ``num_classes`` excepted. A square size
+    shows as one number. Without a registry name the model class is used.
+
+    >>> architecture_name({"name": "vit_tiny_patch16_224", "config": {"patch_size": 4,
+    ...     "embed_dim": 192, "img_size": [32, 32], "num_classes": 2}})
+    'vit_tiny_patch16_224(patch_size=4,img_size=32)'
+    """
+    name = arch.get("name")
+    if not name:
+        return str(arch.get("class") or "model")
+    from vitfas.models.registry import get_entry
+
+    try:
+        base = get_entry(name).config.to_dict()
+    except Exception:  # unknown name (e.g. a bundle from a newer vitfas): name as recorded
+        return str(name)
+    diffs = []
+    for key, value in (arch.get("config") or {}).items():
+        if key in _NOT_ARCHITECTURE or key not in base or _same(base[key], value):
+            continue
+        if isinstance(value, (list, tuple)) and len(value) == 2 and value[0] == value[1]:
+            value = value[0]
+        diffs.append(f"{key}={value}")
+    return f"{name}({','.join(diffs)})" if diffs else str(name)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return list(a) == list(b)
+    return a == b
 
 
 def _sha256(path: Path) -> str:
@@ -183,7 +244,7 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any] | None = None) ->
     """A short Markdown model card from a bundle's config (and metrics, if any)."""
     arch = config.get("architecture", {})
     lines = [
-        f"# {arch.get('name') or arch.get('class', 'model')}",
+        f"# {architecture_name(arch)}",
         "",
         f"- classes: {config.get('class_names')} (live index: {config.get('live_index')})",
     ]
@@ -218,10 +279,27 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any] | None = None) ->
     return "\n".join(lines) + "\n"
 
 
+def bundle_kind(config: dict[str, Any]) -> str:
+    """What runs a bundle: ``"network"`` (a PyTorch model, the default when ``config.json``
+    has no ``kind``) or another kind such as ``"lbp-svm"`` (:mod:`vitfas.baselines`)."""
+    return str(config.get("kind") or NETWORK_KIND)
+
+
 def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
-    """Load a bundle folder; the model is returned in eval mode on ``device``."""
+    """Load a network bundle folder; the model is returned in eval mode on ``device``.
+
+    Raises:
+        BadCheckpointError: not a bundle, or a bundle of another kind (e.g. an LBP baseline,
+            which ``vitfas predict`` runs but which has no network).
+    """
     p = Path(path)
     config = read_bundle_config(p)
+    kind = bundle_kind(config)
+    if kind != NETWORK_KIND:
+        raise BadCheckpointError(
+            f"{p} is a {kind!r} bundle, not a network bundle; this command needs a network "
+            "(vitfas predict runs both kinds)"
+        )
     model = load_bundle_model(p, config)
     model.eval().to(device)
     return Bundle(model=model, path=p, config=config)

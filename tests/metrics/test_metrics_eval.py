@@ -292,6 +292,32 @@ def test_eval_counts_a_decompression_bomb_as_an_fta(tmp_path, capsys, bomb_png):
     assert payload["meta"]["rows_evaluated"] == len(ROWS)
 
 
+def test_eval_takes_a_dataset_folder_as_train_does(tmp_path, capsys):
+    """The folder form ``train`` reads (split/live, split/spoof[/type]) needs no manifest;
+    spoof files with no type folder get the generic attack type ``attack``."""
+    bundle = tiny_bundle(tmp_path / "bundle",
+                         threshold={"value": 0.5, "criterion": "dev EER", "split": "dev"})
+    tree = {"dev/live/a.png": 230, "dev/live/b.png": 90, "dev/spoof/print/c.png": 200,
+            "dev/spoof/d.png": 60, "test/live/e.png": 240, "test/live/f.png": 100,
+            "test/spoof/print/g.png": 40, "test/spoof/h.png": 250, "test/spoof/i.png": 20}
+    for rel, grey in tree.items():
+        (tmp_path / "synth" / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((40, 40, 3), grey, np.uint8)).save(tmp_path / "synth" / rel)
+    out = tmp_path / "r"
+    assert main(["-q", "eval", str(bundle), str(tmp_path / "synth"), "-o", str(out)]) == 0
+    payload = json.loads((out / "metrics.json").read_text())
+    assert payload["meta"]["manifest"] == str(out / "manifest.csv")
+    t = payload["frame"]["splits"]["test"]["at_threshold"]
+    # at 0.5: grey >= 128 accepted. live 240 yes, 100 no; print 40 no; attack 250 yes, 20 no
+    assert t["bpcer"] == pytest.approx(1 / 2)
+    assert t["confusion"]["attack"] == {"n": 2, "accepted": 1, "rejected": 1, "fta": 0}
+    assert t["confusion"]["print"]["n"] == 1
+    assert "(unknown)" not in capsys.readouterr().out
+    # neither a file nor a folder: the message says which command makes a manifest
+    assert main(["-q", "eval", str(bundle), str(tmp_path / "nothing")]) == 1
+    assert "vitfas data index" in capsys.readouterr().err
+
+
 def test_eval_applies_the_bundle_temperature_and_reports_calibration(tmp_path, local_dataset,
                                                                     capsys):
     """A bundle with T = 2: every score is sigmoid(logit(s) / 2) of the plain closed form,

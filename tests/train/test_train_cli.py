@@ -21,11 +21,6 @@ TINY_MODEL = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _only_train_verb(monkeypatch):
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("vitfas.train.cli",))
-
-
 def _config(tmp_path, data_path, **sections):
     cfg = {
         "out": str(tmp_path / "run"),
@@ -71,6 +66,7 @@ def test_it_must_learn_halftone(tmp_path, capsys):
     assert bundle.config["threshold"]["margin"]["score"] is not None
     assert bundle.config["calibration"] == {"method": "none", "temperature": 1.0}
     assert bundle.preprocessing["img_size"] == [32, 32]
+    assert bundle.preprocessing["frames_per_video"] == 8  # videos: several frames, not 1
     # score the held-out test split independently, at the dev threshold from the bundle
     scores, labels, attacks = _scores(bundle, data / "test")
     m = error_rates(Scores.from_arrays(scores, labels, attacks), bundle.threshold)
@@ -118,6 +114,16 @@ def test_adapters_scope_and_resume(tmp_path, small_data, capsys):
         assert torch.equal(v, ckpt["model"][k]), k
     for k, v in ref["ema"].items():
         assert torch.equal(v, ckpt["ema"][k]), k
+    # --overwrite starts afresh in a used folder, deleting only what a run writes
+    (straight / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert cli.main(["-q", "train", str(cfg), f"out={straight}", "trainer.max_steps=1",
+                     "--overwrite", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 1
+    assert (straight / "notes.txt").read_text() == "mine"
+    assert cli.main(["-q", "train", str(cfg), f"out={straight}", "--overwrite",
+                     "--resume"]) == 1
+    assert "pick one" in capsys.readouterr().err
     assert b.config["training"]["trainable"] == "adapters"
     # frozen backbone weights never moved: compare with a fresh model of the same seed
     from vitfas.train.config import load_config

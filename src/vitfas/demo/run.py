@@ -230,7 +230,8 @@ def _predict(bundle: Any, data_dir: Path, examples: list[dict[str, str]],
     from tqdm import tqdm
 
     from vitfas.bundle import Bundle
-    from vitfas.predict import Predictor, expand_inputs
+    from vitfas.data.inputs import expand_inputs
+    from vitfas.predict import Predictor
     from vitfas.predict.cli import predict_one
 
     out_dir.mkdir(parents=True, exist_ok=True)

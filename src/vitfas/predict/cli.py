@@ -33,7 +33,7 @@ def register(subparsers: Any) -> None:
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("bundle", help="model bundle folder")
+    p.add_argument("bundle", help="model bundle folder (a network or an LBP baseline bundle)")
     p.add_argument("paths", nargs="+", metavar="PATH", help="images, videos or folders")
     p.add_argument("-o", "--output", help="write JSON lines here instead of stdout")
     p.add_argument("--explain", metavar="DIR", help="write attention overlays (PNG) here")
@@ -42,8 +42,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--runtime", choices=("torch", "onnx"), default="torch")
     p.add_argument("--onnx", metavar="FILE", help="ONNX graph (default BUNDLE/model.onnx)")
     p.add_argument("--frames", type=int, default=None,
-                   help="frames per video (default: the bundle's frames_per_video)")
-    p.add_argument("--batch-size", type=int, default=32)
+                   help="frames sampled uniformly from each video (default: the bundle's "
+                   "frames_per_video: data prepare's --frames, else 8)")
+    p.add_argument("--batch-size", type=int, default=32, help="most face crops per forward")
     p.set_defaults(func=run)
 
 
@@ -63,7 +64,8 @@ def _write_explanations(pred: Any, items: list[tuple[str, Any]], out_dir: Path,
 
 def predict_one(pred: Any, path: Path, explain_dir: Path | None, index: int) -> dict[str, Any]:
     """The JSON record for one input file; never raises for bad input."""
-    from vitfas.predict import kind_of, load_image
+    from vitfas.data.inputs import kind_of
+    from vitfas.predict import load_image
 
     kind = kind_of(path)
     rec: dict[str, Any] = {"path": str(path), "kind": kind}
@@ -104,17 +106,16 @@ def predict_one(pred: Any, path: Path, explain_dir: Path | None, index: int) -> 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from vitfas.bundle import load_bundle
-    from vitfas.predict import Predictor, expand_inputs
+    from vitfas.data.inputs import expand_inputs, kind_of
+    from vitfas.predict import load_predictor
 
     missing = [p for p in args.paths if not Path(p).exists()]
     if missing:
         for p in missing:
             print(f"vitfas predict: error: {p}: no such file or folder", file=sys.stderr)
         return 2
-    bundle = load_bundle(args.bundle)
-    pred = Predictor(bundle, runtime=args.runtime, onnx_path=args.onnx,
-                     batch_size=args.batch_size)
+    pred = load_predictor(args.bundle, runtime=args.runtime, onnx_path=args.onnx,
+                          batch_size=args.batch_size)
     if args.frames:
         pred.frames_per_video = args.frames
     files = expand_inputs(args.paths)
@@ -145,6 +146,10 @@ def run(args: argparse.Namespace) -> int:
             f"{pred.threshold:.4g} ({pred.threshold_source}), runtime {pred.runtime}{dest}",
             file=sys.stderr,
         )
+    n_videos = sum(kind_of(f) == "video" for f in files)
+    if n_videos and not args.quiet:
+        print(f"predict: {n_videos} video(s) scored on {pred.frames_per_video} frames each "
+              f"(mean P(live); --frames N to change)", file=sys.stderr)
     if args.strict and (counts["error"] or counts["no_face"]):
         return 1
     return 0

@@ -20,17 +20,20 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("bundle", help="model bundle folder")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on; 0.0.0.0 serves every network interface")
+    p.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
     p.add_argument("--runtime", choices=("torch", "onnx"), default="torch")
     p.add_argument("--onnx", metavar="FILE", help="ONNX graph (default BUNDLE/model.onnx)")
     p.add_argument("--max-batch", type=int, default=16, help="most face crops per forward")
     p.add_argument("--max-wait-ms", type=float, default=5.0,
                    help="how long a request waits for others to batch with")
-    p.add_argument("--max-upload-mb", type=float, default=10.0)
+    p.add_argument("--max-upload-mb", type=float, default=10.0,
+                   help="largest accepted upload, in MB (larger ones get HTTP 413)")
     p.add_argument("--max-pixels", type=int, default=None,
-                   help="largest width x height accepted, checked on the header before "
-                        "decoding (default: VITFAS_MAX_PIXELS or 64,000,000)")
+                   help="largest accepted image, in pixels, checked on the header before "
+                        "decoding (decompression-bomb guard; default VITFAS_MAX_PIXELS or "
+                        "64,000,000)")
     p.add_argument("--timeout", type=float, default=15.0, help="per-request timeout, seconds")
     p.add_argument("--no-explain", action="store_true", help="refuse ?explain=1")
     p.set_defaults(func=run)
@@ -39,16 +42,14 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from vitfas.bundle import load_bundle
     from vitfas.data.io import max_pixels, set_max_pixels
-    from vitfas.predict import Predictor
+    from vitfas.predict import load_predictor
     from vitfas.serve.app import ServeSettings, create_app
 
     if args.max_pixels is not None:
         set_max_pixels(args.max_pixels)
-    bundle = load_bundle(args.bundle)
-    pred = Predictor(bundle, runtime=args.runtime, onnx_path=args.onnx,
-                     batch_size=args.max_batch)
+    pred = load_predictor(args.bundle, runtime=args.runtime, onnx_path=args.onnx,
+                          batch_size=args.max_batch)
     settings = ServeSettings(
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=max_pixels(),
         request_timeout_s=args.timeout, max_batch=args.max_batch,

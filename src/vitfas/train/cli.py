@@ -15,13 +15,19 @@ def register(subparsers: Any) -> None:
         description=(
             "Train from a YAML config; any key can be overridden as key.sub=value "
             "(e.g. optim.lr=3e-4 trainer.epochs=5 model.trainable=adapters). Writes the run "
-            "folder (config.yaml, checkpoints, CSV and TensorBoard logs) and OUT/bundle."
+            "folder out= (config.yaml, checkpoints, CSV and TensorBoard logs) and its bundle/ "
+            "subfolder. Relative paths in the config and the overrides (out, data.path, "
+            "model.pretrained) are taken from the current folder, not the config's."
         ),
     )
-    p.add_argument("config", help="YAML configuration file (see configs/)")
+    p.add_argument("config", help="YAML configuration file (a relative path is taken from "
+                   "the current folder), or the name of a shipped config (vitfas config list)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     p.add_argument("--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
                    help="continue the run in `out` (from out/last.pt, or from CHECKPOINT)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh in an out folder that holds an earlier run (its "
+                   "checkpoints, logs and bundle are deleted)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
 
@@ -36,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     from vitfas.train.scoring import describe_margin
 
     cfg = load_config(TrainConfig, args.config, args.overrides)
-    summary = run_training(cfg, resume=args.resume, quiet=args.quiet)
+    summary = run_training(cfg, resume=args.resume, quiet=args.quiet,
+                           overwrite=args.overwrite)
     from vitfas.distributed import get_rank
 
     if get_rank() != 0:  # under torchrun rank 0 alone reports

@@ -221,17 +221,43 @@ def _load_final_weights(engine: Engine, cfg: TrainConfig) -> nn.Module:
     return model.eval()
 
 
+# what a training run writes into its folder (``--overwrite`` removes these and only these)
+RUN_FILES = ("config.yaml", "last.pt", "best.pt", "train_log.csv", "eval_log.csv", "tb",
+             "bundle")
+
+
+def remove_run(out: Path) -> list[Path]:
+    """Delete an earlier run's files (:data:`RUN_FILES`) from ``out``; returns what went."""
+    import shutil
+
+    gone = []
+    for name in RUN_FILES:
+        p = out / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+        else:
+            continue
+        gone.append(p)
+    if gone:
+        log.info("--overwrite: removed %s", ", ".join(str(p) for p in gone))
+    return gone
+
+
 def run_training(
     cfg: TrainConfig,
     resume: bool | str | Path | None = None,
     quiet: bool = False,
     rank: int | None = None,
     world_size: int | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train, choose the dev threshold, evaluate on test, write the bundle.
 
     ``rank``/``world_size`` default to torchrun's (the process group is started here);
-    rank 0 alone scores dev/test and writes the bundle.
+    rank 0 alone scores dev/test and writes the bundle. ``overwrite`` deletes an earlier
+    run's files in ``out`` (:data:`RUN_FILES`; nothing else there) and starts afresh.
 
     Returns:
         A summary: run folder, bundle path, parameter counts, best epoch, threshold and
@@ -246,10 +272,14 @@ def run_training(
     else:
         device = resolve_device(cfg.trainer.device)
     out = Path(cfg.out)
+    if overwrite and resume:
+        raise BadConfigError("--overwrite starts afresh and --resume continues: pick one")
+    if overwrite and rank == 0:
+        remove_run(out)
     if not resume and (out / "last.pt").exists():
         raise BadConfigError(
-            f"{out} already holds a run (last.pt); pass --resume to continue it or choose "
-            f"another out=..."
+            f"{out} already holds a run (last.pt); pass --resume to continue it, --overwrite "
+            f"to start afresh there, or choose another out=..."
         )
     is_main = rank == 0
     if cfg.threads > 0:
@@ -347,7 +377,8 @@ def run_training(
     preprocessing = {
         "detector": "none",
         "crop_scale": 1.0,
-        "frames_per_video": 1,
+        # frames `vitfas predict` scores per video: data prepare's count, else 8
+        "frames_per_video": 8,
         **prepared_recipe(cfg.data),
         **cfg.data.preprocessing,
         "img_size": [cfg.data.img_size, cfg.data.img_size],
