@@ -20,11 +20,6 @@ from vitfas.errors import BadImageError, TooManyPixelsError
 from .helpers import write_image
 
 
-@pytest.fixture(autouse=True)
-def _verbs(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("vitfas.data.cli",))
-
-
 @pytest.fixture
 def folder(tmp_path: Path, bomb_png) -> Path:
     """``ds/live/{a.png, bomb.png}``, ``ds/spoof/print/b.png``."""
