@@ -20,7 +20,7 @@ are reported as "not run".
 
 Each run's ``scores.csv`` is then evaluated twice, as ``vitfas eval --scores SCORES
 MANIFEST --criterion C`` does, with the two dev-threshold rules (same scores, no
-retraining): ``eer-edge``, the pre-0.2 rule (the threshold at the edge of the interval of
+retraining): ``eer-edge``, the pre-midpoint rule (the threshold at the edge of the interval of
 thresholds reaching the dev EER) and ``eer``, the current rule (the interval's midpoint in
 logit space). Columns: test HTER at the dev threshold (applied unchanged) before -> after,
 the two thresholds, test AUC, test EER, dev EER, the dev margin, and the test HTER at the
@@ -50,7 +50,7 @@ PROTOCOLS = ("intra", "cross-camera", "cross-dataset")
 METHODS = ("vit", "lbp-gray", "lbp-color")
 LABELS = {"vit": "vitfas ViT, demo recipe (30 epochs)", "lbp-gray": "LBP gray + RBF SVM",
           "lbp-color": "LBP colour (YCbCr+HSV) + RBF SVM"}
-RULES = ("eer-edge", "eer")  # before (pre-0.2 rule), after
+RULES = ("eer-edge", "eer")  # before (pre-midpoint rule), after
 
 
 def vitfas(*args: str, log: Path) -> subprocess.CompletedProcess[str]:

@@ -112,7 +112,7 @@ def test_eer_edge_criterion_from_the_command_line(tmp_path: Path,
         got[crit] = json.loads(capsys.readouterr().out)["frame"]
     old, new = got["eer-edge"], got["eer"]
     assert old["threshold"] == {"value": 0.997, "split": "dev",
-                                "criterion": "dev EER (interval edge, pre-0.2 rule)"}
+                                "criterion": "dev EER (interval edge, pre-midpoint rule)"}
     assert new["threshold"]["value"] == pytest.approx(0.922686, abs=1e-6)
     # at .997 the live .99 is rejected and the live FTA too: BPCER 1, FAR 0, HTER 1/2;
     # at .9227 the live .99 passes: BPCER 1/2 (the FTA), FAR 0, HTER 1/4

@@ -159,7 +159,7 @@ def test_eer_edge_is_the_pre_0_2_rule_kept_for_before_after_tables():
     assert e.margin is None
     thr = select_threshold(dev, "eer-edge", split="dev")
     assert thr.value == 0.997
-    assert thr.criterion == "dev EER (interval edge, pre-0.2 rule)"
+    assert thr.criterion == "dev EER (interval edge, pre-midpoint rule)"
     assert thr.margin is None and "margin" not in thr.to_dict()
     assert select_threshold(dev, "eer").value == pytest.approx(0.922686, abs=1e-6)
 
@@ -183,6 +183,6 @@ def test_eer_edge_is_the_pre_0_2_rule_kept_for_before_after_tables():
 def test_eer_edge_criterion_parses_and_takes_no_rate():
     c = parse_criterion("EER-edge")
     assert (c.kind, c.target, str(c)) == ("eer-edge", None, "eer-edge")
-    assert c.describe() == "EER (interval edge, pre-0.2 rule)"
+    assert c.describe() == "EER (interval edge, pre-midpoint rule)"
     with pytest.raises(BadConfigError, match="takes no rate"):
         parse_criterion("eer-edge=0.1")

@@ -62,7 +62,7 @@ def register(subparsers: Any) -> None:
     q.add_argument("--test-split", default="test")
     q.add_argument("--criterion", default="eer",
                    help="threshold rule on dev: eer | apcer=0.05 | bpcer=0.05 | eer-edge "
-                   "(pre-0.2 rule) (default eer)")
+                   "(pre-midpoint rule) (default eer)")
     q.add_argument("--attack-fta", choices=("reject", "accept"), default="reject")
     q.add_argument("--detector", default=None,
                    help="face detector recorded for `vitfas predict` on raw photos (default: "

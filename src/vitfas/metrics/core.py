@@ -535,7 +535,7 @@ def eer(s: Scores, attack_fta: AttackFTA = "reject") -> EER:
 
 
 def eer_edge(s: Scores, attack_fta: AttackFTA = "reject") -> EER:
-    """The EER threshold of the pre-0.2 rule: the **edge** of the interval, never its middle.
+    """The EER threshold of the pre-midpoint rule: the **edge** of the interval, never its middle.
 
     Kept only to compare old and new results on the same scores (criterion ``eer-edge``).
     Walk the operating points by ascending threshold, ``d_k = BPCER_k - FAR_k``; at the first
@@ -670,7 +670,7 @@ class Criterion:
         return f"{self.kind.upper()}<={self.target * 100:g}%"
 
 
-EDGE_LABEL = "EER (interval edge, pre-0.2 rule)"
+EDGE_LABEL = "EER (interval edge, pre-midpoint rule)"
 _CRIT_RE = re.compile(
     r"^\s*(eer-edge|eer|apcer|bpcer)\s*(?:[=@:]\s*([0-9.eE+-]+)\s*(%?))?\s*$", re.I)
 
@@ -762,8 +762,8 @@ def select_threshold(
       crossing point when there is no such interval. The criterion names the rule, e.g.
       ``"dev EER (interval midpoint, logit)"`` (``"dev EER"`` for the interpolated point), and
       ``margin`` records the interval and its width.
-    * ``eer-edge``: the pre-0.2 rule of :func:`eer_edge` (the interval's lowest threshold;
-      criterion ``"dev EER (interval edge, pre-0.2 rule)"``, no margin), only to compare
+    * ``eer-edge``: the pre-midpoint rule of :func:`eer_edge` (the interval's lowest threshold;
+      criterion ``"dev EER (interval edge, pre-midpoint rule)"``, no margin), only to compare
       old and new results on the same scores.
     * ``apcer=x``: the lowest threshold where the worst attack type's APCER is ``<= x``
       (so BPCER is as small as the constraint allows); the threshold is a score of ``s``.

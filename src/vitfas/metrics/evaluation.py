@@ -504,7 +504,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--test-split", default="test", help="split to report")
     p.add_argument("--criterion", default=None, type=_criterion_arg,
                    help="re-derive the threshold on the dev split: eer | apcer=0.05 | "
-                   "bpcer=0.05 | eer-edge (the pre-0.2 rule, for before/after tables) "
+                   "bpcer=0.05 | eer-edge (the pre-midpoint rule, for before/after tables) "
                    "(default: the bundle's threshold; dev EER for --scores)")
     p.add_argument("--threshold", type=float, default=None, help="use this threshold")
     p.add_argument("--attack-fta", choices=("reject", "accept"), default="reject",
