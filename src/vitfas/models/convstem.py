@@ -1,0 +1,216 @@
+"""A ViT whose patch embedding is a small convolutional stem, for learning from few images.
+
+A plain ViT cuts the image into ``P x P`` patches and embeds each with one linear map (a
+convolution with kernel = stride = ``P``). "Early convolutions help transformers see
+better" (Xiao et al., 2021) replaces that with a stack of stride-2 3x3 convolutions (each
+followed by BatchNorm and ReLU) and a final 1x1 convolution to the token width: the same
+token grid, but an inductive bias for local texture, easier optimisation and much better
+results from little data.
+
+For face anti-spoofing the stem's convolutions can be *central difference* convolutions
+(CDC, Yu et al., "Searching central difference convolutional networks for face
+anti-spoofing", CVPR 2020). A CDC mixes the usual convolution with a gradient-like term::
+
+    y(p0) = sum_n w(p_n) * x(p0 + p_n)  -  theta * x(p0) * sum_n w(p_n)
+          = sum_n w(p_n) * (x(p0 + p_n) - theta * x(p0))      (theta = 0: a plain conv)
+
+which makes the filters respond to fine intensity differences (print dots, screen moire)
+rather than to absolute colour. It is exactly a convolution with the centre tap of the
+kernel reduced by ``theta * sum(w)``; :class:`CentralDifferenceConv2d` computes it that
+way, so it costs one convolution and exports to ONNX as one.
+
+Everything after the stem is the :class:`~vitfas.models.vit.VisionTransformer`: class and
+register tokens, position embedding, blocks, ``return_attn`` / attention rollout,
+``forward_intermediates``, dynamic image size. ``patch_embed.patch_size`` (and
+``config.patch_size``) is the stem's total stride, so explainability code maps tokens to
+pixels as for a ViT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vitfas.models.registry import register_model
+from vitfas.models.vit import VisionTransformer, ViTConfig
+
+
+@dataclass(frozen=True)
+class ConvStemViTConfig(ViTConfig):
+    """A :class:`ViTConfig` whose patch embedding is a convolutional stem.
+
+    Attributes:
+        stem: ``"conv"`` (plain 3x3 convolutions, Xiao et al.) or ``"cdc"`` (central
+            difference convolutions, CDCN).
+        stem_channels: output channels of the stride-2 3x3 convolutions, one per halving;
+            their number must be ``log2(patch_size)`` (``patch_size`` is the stem's total
+            stride). A final 1x1 convolution maps the last of them to ``embed_dim``.
+        cdc_theta: CDC's mixing weight ``theta`` in [0, 1] (0: a plain convolution; CDCN
+            uses 0.7). Only read when ``stem="cdc"``.
+    """
+
+    stem: Literal["conv", "cdc"] = "cdc"
+    stem_channels: tuple[int, ...] = (32, 64, 128)
+    cdc_theta: float = 0.7
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stem_channels", tuple(int(c) for c in self.stem_channels))
+        super().__post_init__()
+        n = len(self.stem_channels)
+        checks = [
+            (self.stem in ("conv", "cdc"), f"stem must be conv|cdc, got {self.stem!r}"),
+            (n >= 1 and 2**n == self.patch_size,
+             f"patch_size {self.patch_size} must be 2**len(stem_channels) = 2**{n} = {2**n} "
+             f"(one stride-2 convolution per halving); got stem_channels="
+             f"{list(self.stem_channels)}"),
+            (all(c > 0 for c in self.stem_channels),
+             f"stem_channels must be positive, got {list(self.stem_channels)}"),
+            (0.0 <= self.cdc_theta <= 1.0, f"cdc_theta must be in [0, 1], got {self.cdc_theta}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(f"ConvStemViTConfig: {msg}")
+
+
+class CentralDifferenceConv2d(nn.Conv2d):
+    """Central difference convolution (CDCN): ``conv(x, w) - theta * x(p0) * sum(w)``.
+
+    Computed as one convolution with the kernel ``w - theta * sum(w) * delta_centre``, which
+    is exactly the formula above for an odd kernel whose padding keeps the centre tap on
+    ``p0`` (``padding = kernel // 2``). ``[B, C_in, H, W] -> [B, C_out, H', W']`` as
+    :class:`torch.nn.Conv2d`.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3,
+                 stride: int = 1, theta: float = 0.7, bias: bool = False) -> None:
+        if kernel_size % 2 != 1:
+            raise ValueError(f"CentralDifferenceConv2d needs an odd kernel, got {kernel_size}")
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride,
+                         padding=kernel_size // 2, bias=bias)
+        self.theta = float(theta)
+
+    def effective_weight(self) -> torch.Tensor:
+        """The equivalent plain kernel ``[C_out, C_in, k, k]``."""
+        w = self.weight
+        if self.theta == 0.0:
+            return w
+        k = self.kernel_size[0]
+        centre = torch.zeros(k, k, dtype=w.dtype, device=w.device)
+        centre[k // 2, k // 2] = 1.0
+        return w - self.theta * w.sum(dim=(2, 3), keepdim=True) * centre
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.effective_weight(), self.bias, self.stride, self.padding)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, theta={self.theta}"
+
+
+class ConvStem(nn.Module):
+    """Stride-2 3x3 conv + BatchNorm + ReLU per halving, then a 1x1 conv to the width.
+
+    ``[B, C, H, W] -> [B, H/P, W/P, D]`` with ``P = 2 ** len(channels)`` (grid kept 2-D,
+    as :class:`~vitfas.models.vit.PatchEmbed` returns it).
+    """
+
+    def __init__(self, in_chans: int, channels: tuple[int, ...], embed_dim: int,
+                 kind: str = "cdc", theta: float = 0.7, pad: bool = False) -> None:
+        super().__init__()
+        self.patch_size = 2 ** len(channels)
+        self.pad = pad
+        layers: list[nn.Module] = []
+        c_in = in_chans
+        for c in channels:
+            conv: nn.Conv2d
+            if kind == "cdc":
+                conv = CentralDifferenceConv2d(c_in, c, 3, stride=2, theta=theta)
+            else:
+                conv = nn.Conv2d(c_in, c, 3, stride=2, padding=1, bias=False)
+            layers.append(nn.Sequential(conv, nn.BatchNorm2d(c), nn.ReLU(inplace=True)))
+            c_in = c
+        self.convs = nn.ModuleList(layers)
+        self.proj = nn.Conv2d(c_in, embed_dim, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, C, H, W] -> [B, H/P, W/P, D]``."""
+        H, W = x.shape[-2:]
+        p = self.patch_size
+        if H % p or W % p:
+            if not self.pad:
+                raise ValueError(
+                    f"input size {H}x{W} is not divisible by the stem's stride {p}; resize to "
+                    f"a multiple of {p} or build the model with dynamic_img_pad=True"
+                )
+            x = F.pad(x, (0, (p - W % p) % p, 0, (p - H % p) % p))
+        for layer in self.convs:
+            x = layer(x)
+        return self.proj(x).permute(0, 2, 3, 1)
+
+
+class ConvStemVisionTransformer(VisionTransformer):
+    """:class:`VisionTransformer` with a :class:`ConvStem` (plain or CDC) patch embedding.
+
+    Shapes as the ViT (B batch, D width, P prefix tokens, N = P + H/p * W/p with p the
+    stem's stride): ``forward`` ``[B, C, H, W] -> [B, classes]``; ``forward_features``
+    ``-> [B, N, D]``; ``return_attn=True`` adds one ``[B, heads, N, N]`` map per block.
+    The stem's BatchNorm makes training-mode outputs depend on the batch; use ``eval()``
+    for inference.
+    """
+
+    def __init__(self, config: ConvStemViTConfig) -> None:
+        if not isinstance(config, ConvStemViTConfig):
+            raise TypeError(f"ConvStemVisionTransformer needs a ConvStemViTConfig, got "
+                            f"{type(config).__name__}")
+        super().__init__(config)
+        c = config
+        self.patch_embed = ConvStem(c.in_chans, c.stem_channels, c.embed_dim, c.stem,
+                                    c.cdc_theta, c.dynamic_img_pad)
+        self._init_stem()
+
+    def _init_stem(self) -> None:
+        for m in self.patch_embed.modules():
+            if isinstance(m, nn.Conv2d) and m is not self.patch_embed.proj:
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        w = self.patch_embed.proj.weight
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.zeros_(self.patch_embed.proj.bias)
+
+    def init_weights(self) -> None:
+        """The ViT initialisation; Kaiming-normal stem convolutions, BatchNorm (1, 0)."""
+        super().init_weights()
+        if isinstance(self.patch_embed, ConvStem):
+            self._init_stem()
+
+
+def convstem_config(width: int = 128, depth: int = 6, heads: int = 4, img_size: int = 64,
+                    stem_channels: tuple[int, ...] = (32, 64, 128),
+                    **overrides: Any) -> ConvStemViTConfig:
+    """A small conv-stem config (two classes unless overridden); ``patch_size`` follows from
+    the stem's depth."""
+    base: dict[str, Any] = {"num_classes": 2, **overrides}
+    return ConvStemViTConfig(
+        img_size=img_size, patch_size=2 ** len(stem_channels), embed_dim=width, depth=depth,
+        num_heads=heads, stem_channels=stem_channels, **base,
+    )
+
+
+def _register() -> None:
+    for kind in ("conv", "cdc"):
+        # 64 px, stride 8: 8x8 tokens (the size of the from-scratch recipe)
+        register_model(f"vit_{kind}stem_w128_p8_64",
+                       convstem_config(stem=kind, stem_channels=(32, 64, 128)),
+                       builder=ConvStemVisionTransformer)
+        # 128 px, stride 16: the same 8x8 tokens, but the stem sees twice the resolution
+        register_model(f"vit_{kind}stem_w128_p16_128",
+                       convstem_config(stem=kind, img_size=128, stem_channels=(16, 32, 64, 128)),
+                       builder=ConvStemVisionTransformer)
+
+
+_register()
