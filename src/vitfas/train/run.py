@@ -80,9 +80,17 @@ class AdapterConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """YAML section ``loss``."""
+    """YAML section ``loss``.
+
+    Attributes:
+        label_smoothing: cross-entropy label smoothing.
+        pixel_weight: deep pixel-wise supervision: weight of the per-patch live/spoof
+            cross-entropy on the final patch tokens (see
+            :class:`vitfas.train.classify.ClassificationTask`); 0 = off.
+    """
 
     label_smoothing: float = 0.0
+    pixel_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -263,6 +271,7 @@ def run_training(
         attack_types_of(dev_set) if (fas and dev_set is not None) else None,
         progress=not quiet and is_main,
         teacher=_load_teacher(cfg, class_names, device), distill=cfg.distill,
+        pixel_weight=cfg.loss.pixel_weight,
     )
     sampler = None
     if cfg.data.balance:
@@ -356,6 +365,7 @@ def run_training(
         "best_epoch": result.best_epoch,
         "ema": cfg.trainer.ema_decay or None,
         "distill": _distill_record(cfg),
+        "loss": to_dict(cfg.loss),
         "code_version": vitfas.__version__,
         "run_dir": str(out.resolve()),
     }
