@@ -188,3 +188,54 @@ def test_bundle_roundtrip_and_onnx_parity(tmp_path) -> None:
     sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     got = sess.run(None, {"image": x.numpy()})[0]
     np.testing.assert_allclose(got, ref.numpy(), atol=1e-4)
+
+
+def test_colour_channels_match_skimage_and_pillow() -> None:
+    from PIL import Image
+    from skimage.color import rgb2hsv
+
+    from vitfas.models.convstem import ColourChannels
+
+    rng = torch.Generator().manual_seed(0)
+    img = torch.randint(0, 256, (1, 3, 8, 9), generator=rng).to(torch.uint8)
+    img[0, :, 0, 0] = 128  # a grey pixel: hue and saturation 0
+    img[0, :, 0, 1] = 0  # black
+    rgb = img.float() / 255
+    hsv = ColourChannels.hsv(rgb)[0].permute(1, 2, 0).numpy()
+    ref = rgb2hsv(img[0].permute(1, 2, 0).numpy())
+    assert abs(hsv - ref).max() < 1e-5
+    ycc = ColourChannels.ycbcr(rgb)[0].permute(1, 2, 0).numpy() * 255
+    pil = Image.fromarray(img[0].permute(1, 2, 0).numpy()).convert("YCbCr")
+    import numpy as np
+
+    assert abs(ycc - np.asarray(pil, dtype=np.float64)).max() <= 1.0  # Pillow rounds to ints
+    # the module: the normalised input passes through, then the extra channels in [-1, 1]
+    mean, std = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
+    x = (rgb - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    out = ColourChannels("hsv", mean, std)(x)
+    assert out.shape == (1, 6, 8, 9)
+    torch.testing.assert_close(out[:, :3], x)
+    torch.testing.assert_close(out[:, 3:], torch.from_numpy(ref).permute(2, 0, 1)[None].float()
+                               * 2 - 1, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("colour", ["rgb+hsv", "rgb+ycbcr"])
+def test_colour_models_train_and_export(colour: str, tmp_path) -> None:
+    pytest.importorskip("onnxruntime")
+    from vitfas.bundle import load_bundle, save_bundle
+    from vitfas.export.onnx import export_onnx
+
+    m = tiny(colour=colour).train()
+    assert m.patch_embed.convs[0][0].in_channels == 6
+    m(torch.rand(4, 3, 32, 32) * 2 - 1).square().sum().backward()
+    no_grad = [n for n, p in m.named_parameters() if p.grad is None or not p.grad.any()]
+    assert no_grad == []
+    m.eval().registry_name = "vit_cdcstem_w128_p8_64"
+    pre = {"img_size": [32, 32], "mean": [0.5] * 3, "std": [0.5] * 3, "colour_order": "RGB"}
+    b = load_bundle(save_bundle(tmp_path / "b", m, class_names=["spoof", "live"],
+                                live_index=1, preprocessing=pre))
+    assert b.model.config.colour == colour
+    rep = export_onnx(b, tmp_path / "m.onnx")
+    assert rep["ok"] and rep["max_abs_diff"] <= 1e-4
+    with pytest.raises(ValueError, match="colour must be"):
+        ConvStemViTConfig(**{**TINY, "colour": "lab"})

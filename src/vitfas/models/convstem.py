@@ -51,14 +51,28 @@ class ConvStemViTConfig(ViTConfig):
             stride). A final 1x1 convolution maps the last of them to ``embed_dim``.
         cdc_theta: CDC's mixing weight ``theta`` in [0, 1] (0: a plain convolution; CDCN
             uses 0.7). Only read when ``stem="cdc"``.
+        colour: what the stem sees: ``"rgb"`` (the input as it is), or the RGB input plus
+            its ``"hsv"`` or ``"ycbcr"`` (BT.601) channels, computed inside the model (6
+            channels into the first convolution; the model's input stays 3-channel RGB,
+            so bundles, predict, serve and ONNX need nothing new). Colour-texture
+            features in these spaces are what makes LBP work on spoofs (Boulkenafet et al.,
+            2016).
+        input_mean, input_std: the normalisation of the model's input, to recover RGB in
+            [0, 1] for the colour conversion (``vitfas train`` sets them from ``data.mean``
+            and ``data.std``). Only read when ``colour`` is not ``"rgb"``.
     """
 
     stem: Literal["conv", "cdc"] = "cdc"
     stem_channels: tuple[int, ...] = (32, 64, 128)
     cdc_theta: float = 0.7
+    colour: Literal["rgb", "rgb+hsv", "rgb+ycbcr"] = "rgb"
+    input_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    input_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stem_channels", tuple(int(c) for c in self.stem_channels))
+        object.__setattr__(self, "input_mean", tuple(float(v) for v in self.input_mean))
+        object.__setattr__(self, "input_std", tuple(float(v) for v in self.input_std))
         super().__post_init__()
         n = len(self.stem_channels)
         checks = [
@@ -70,6 +84,14 @@ class ConvStemViTConfig(ViTConfig):
             (all(c > 0 for c in self.stem_channels),
              f"stem_channels must be positive, got {list(self.stem_channels)}"),
             (0.0 <= self.cdc_theta <= 1.0, f"cdc_theta must be in [0, 1], got {self.cdc_theta}"),
+            (self.colour in ("rgb", "rgb+hsv", "rgb+ycbcr"),
+             f"colour must be rgb|rgb+hsv|rgb+ycbcr, got {self.colour!r}"),
+            (self.colour == "rgb" or self.in_chans == 3,
+             f"colour={self.colour!r} needs in_chans=3 (RGB), got {self.in_chans}"),
+            (len(self.input_mean) == 3 and len(self.input_std) == 3
+             and all(v > 0 for v in self.input_std),
+             f"input_mean/input_std must be 3 values each (std > 0), got "
+             f"{list(self.input_mean)}, {list(self.input_std)}"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -110,6 +132,53 @@ class CentralDifferenceConv2d(nn.Conv2d):
         return f"{super().extra_repr()}, theta={self.theta}"
 
 
+class ColourChannels(nn.Module):
+    """Normalised RGB ``[B, 3, H, W]`` -> ``[B, 6, H, W]``: the input, then its HSV or
+    YCbCr channels (each in [0, 1], mapped to [-1, 1]).
+
+    RGB is first recovered as ``clamp(x * std + mean, 0, 1)``. HSV: ``V = max(R, G, B)``,
+    ``S = (V - min) / V`` (0 where V = 0), ``H`` the hue angle / 360 degrees (0 where the
+    pixel is grey). YCbCr: full-range BT.601 (JPEG's),
+    ``Y = .299 R + .587 G + .114 B``, ``Cb = .5 + (B - Y) * .564``,
+    ``Cr = .5 + (R - Y) * .713``.
+    """
+
+    def __init__(self, space: str, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        if space not in ("hsv", "ycbcr"):
+            raise ValueError(f"ColourChannels: space must be hsv or ycbcr, got {space!r}")
+        self.space = space
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    @staticmethod
+    def hsv(rgb: torch.Tensor) -> torch.Tensor:
+        """``[B, 3, H, W]`` RGB in [0, 1] -> HSV in [0, 1]."""
+        r, g, b = rgb.unbind(1)
+        v, _ = rgb.max(1)
+        lo, _ = rgb.min(1)
+        c = v - lo
+        s = torch.where(v > 0, c / v.clamp(min=1e-8), torch.zeros_like(v))
+        cs = c.clamp(min=1e-8)
+        h = torch.where(v == r, ((g - b) / cs) % 6,
+                        torch.where(v == g, (b - r) / cs + 2, (r - g) / cs + 4))
+        h = torch.where(c > 0, h / 6, torch.zeros_like(h))
+        return torch.stack([h, s, v], 1)
+
+    @staticmethod
+    def ycbcr(rgb: torch.Tensor) -> torch.Tensor:
+        """``[B, 3, H, W]`` RGB in [0, 1] -> full-range YCbCr in [0, 1]."""
+        r, g, b = rgb.unbind(1)
+        y = 0.299 * r + 0.587 * g + 0.114 * b
+        return torch.stack([y, 0.5 + 0.564 * (b - y), 0.5 + 0.713 * (r - y)], 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, 3, H, W] -> [B, 6, H, W]``."""
+        rgb = (x * self.std + self.mean).clamp(0, 1)
+        extra = self.hsv(rgb) if self.space == "hsv" else self.ycbcr(rgb)
+        return torch.cat([x, extra * 2 - 1], 1)
+
+
 class ConvStem(nn.Module):
     """Stride-2 3x3 conv + BatchNorm + ReLU per halving, then a 1x1 conv to the width.
 
@@ -118,12 +187,14 @@ class ConvStem(nn.Module):
     """
 
     def __init__(self, in_chans: int, channels: tuple[int, ...], embed_dim: int,
-                 kind: str = "cdc", theta: float = 0.7, pad: bool = False) -> None:
+                 kind: str = "cdc", theta: float = 0.7, pad: bool = False,
+                 colour: nn.Module | None = None) -> None:
         super().__init__()
         self.patch_size = 2 ** len(channels)
         self.pad = pad
+        self.colour = colour
         layers: list[nn.Module] = []
-        c_in = in_chans
+        c_in = in_chans if colour is None else 2 * in_chans
         for c in channels:
             conv: nn.Conv2d
             if kind == "cdc":
@@ -146,6 +217,8 @@ class ConvStem(nn.Module):
                     f"a multiple of {p} or build the model with dynamic_img_pad=True"
                 )
             x = F.pad(x, (0, (p - W % p) % p, 0, (p - H % p) % p))
+        if self.colour is not None:
+            x = self.colour(x)
         for layer in self.convs:
             x = layer(x)
         return self.proj(x).permute(0, 2, 3, 1)
@@ -167,8 +240,10 @@ class ConvStemVisionTransformer(VisionTransformer):
                             f"{type(config).__name__}")
         super().__init__(config)
         c = config
+        colour = None if c.colour == "rgb" else ColourChannels(
+            c.colour.split("+")[1], c.input_mean, c.input_std)
         self.patch_embed = ConvStem(c.in_chans, c.stem_channels, c.embed_dim, c.stem,
-                                    c.cdc_theta, c.dynamic_img_pad)
+                                    c.cdc_theta, c.dynamic_img_pad, colour)
         self._init_stem()
 
     def _init_stem(self) -> None:

@@ -178,6 +178,12 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
 
     m = cfg.model
     kwargs: dict[str, Any] = {"drop_path_rate": m.drop_path_rate, **m.overrides}
+    from vitfas.models.registry import get_entry
+
+    fields = {f.name for f in dataclasses.fields(get_entry(m.name).config)}
+    if "input_mean" in fields:  # a model that undoes the normalisation (colour channels)
+        kwargs.setdefault("input_mean", tuple(cfg.data.mean))
+        kwargs.setdefault("input_std", tuple(cfg.data.std))
     pretrained = m.pretrained or None
     if isinstance(pretrained, str) and not pretrained.startswith("hf-hub:") and \
             not Path(pretrained).exists():
