@@ -84,13 +84,16 @@ def test_config_validation_and_roundtrip() -> None:
 
 def test_registry_names_and_shapes() -> None:
     names = list_models("vit_*stem_*")
-    assert {"vit_cdcstem_w128_p8_64", "vit_convstem_w128_p8_64",
+    assert {"vit_cdcstem_w64_p8_64", "vit_cdcstem_w128_p8_64", "vit_convstem_w128_p8_64",
             "vit_cdcstem_w128_p16_128", "vit_convstem_w128_p16_128"} <= set(names)
     m = create_model("vit_cdcstem_w128_p16_128").eval()
     assert m.patch_embed.patch_size == 16 and m.config.num_classes == 2
     x = torch.randn(2, 3, 128, 128)
     assert m.forward_features(x).shape == (2, 1 + 64, 128)
     assert m(x).shape == (2, 2)
+    small = create_model("vit_cdcstem_w64_p8_64").eval()
+    assert sum(p.numel() for p in small.parameters()) == 232_274
+    assert small.forward_features(torch.randn(1, 3, 64, 64)).shape == (1, 65, 64)
 
 
 @pytest.mark.parametrize("stem", ["conv", "cdc"])
