@@ -1,22 +1,22 @@
-"""configs/fas_scratch.yaml: it loads strictly, builds the conv-stem model it documents, and
+"""The shipped fas_scratch config: it loads strictly, builds the conv-stem model it documents, and
 trains into a bundle that loads, explains and exports (one short epoch on generated data)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "fas_scratch.yaml"
+import yaml
 
 
 def test_config_loads_and_builds_the_documented_model() -> None:
+    from vitfas.configs import config_text, list_configs
     from vitfas.models import ConvStemVisionTransformer
     from vitfas.train.config import load_config
     from vitfas.train.run import TrainConfig, build_model
 
-    cfg = load_config(TrainConfig, CONFIG, ["data.path=m.csv"])
+    assert "fas_scratch" in list_configs()
+    cfg = load_config(TrainConfig, None, ["data.path=m.csv"],
+                      data=yaml.safe_load(config_text("fas_scratch")))
     assert cfg.model.pretrained is None and cfg.data.img_size == 64
     m = build_model(cfg, 2)
     assert isinstance(m, ConvStemVisionTransformer)
@@ -36,7 +36,7 @@ def test_config_trains_a_bundle_the_other_verbs_take(tmp_path) -> None:
     data = write_imagefolder(tmp_path / "data", n_train=32, n_dev=16, n_test=16, size=64,
                              artifact="halftone", seed=0)
     out = tmp_path / "run"
-    assert cli.main(["-q", "train", str(CONFIG), f"data.path={data}", "data.format=imagefolder",
+    assert cli.main(["-q", "train", "fas_scratch", f"data.path={data}", "data.format=imagefolder",
                      f"out={out}", "trainer.epochs=1", "trainer.batch_size=16"]) == 0
     b = load_bundle(out / "bundle")
     assert b.threshold is not None and b.preprocessing["img_size"] == [64, 64]

@@ -277,7 +277,7 @@ def convstem_config(width: int = 128, depth: int = 6, heads: int = 4, img_size: 
 
 
 def _register() -> None:
-    # the model of configs/fas_scratch.yaml: 64 px, stride 8, width 64, depth 4 (0.23 M)
+    # the model of the shipped fas_scratch config: 64 px, stride 8, width 64, depth 4 (0.23 M)
     register_model("vit_cdcstem_w64_p8_64",
                    convstem_config(width=64, depth=4, heads=2, stem_channels=(16, 32, 64)),
                    builder=ConvStemVisionTransformer)

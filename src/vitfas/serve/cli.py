@@ -20,15 +20,18 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("bundle", help="model bundle folder")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on; 0.0.0.0 serves every network interface")
+    p.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
     p.add_argument("--runtime", choices=("torch", "onnx"), default="torch")
     p.add_argument("--onnx", metavar="FILE", help="ONNX graph (default BUNDLE/model.onnx)")
     p.add_argument("--max-batch", type=int, default=16, help="most face crops per forward")
     p.add_argument("--max-wait-ms", type=float, default=5.0,
                    help="how long a request waits for others to batch with")
-    p.add_argument("--max-upload-mb", type=float, default=10.0)
-    p.add_argument("--max-pixels", type=int, default=40_000_000)
+    p.add_argument("--max-upload-mb", type=float, default=10.0,
+                   help="largest accepted upload, in MB (larger ones get HTTP 413)")
+    p.add_argument("--max-pixels", type=int, default=40_000_000,
+                   help="largest accepted image, in pixels (decompression-bomb guard)")
     p.add_argument("--timeout", type=float, default=15.0, help="per-request timeout, seconds")
     p.add_argument("--no-explain", action="store_true", help="refuse ?explain=1")
     p.set_defaults(func=run)

@@ -41,8 +41,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--runtime", choices=("torch", "onnx"), default="torch")
     p.add_argument("--onnx", metavar="FILE", help="ONNX graph (default BUNDLE/model.onnx)")
     p.add_argument("--frames", type=int, default=None,
-                   help="frames per video (default: the bundle's frames_per_video)")
-    p.add_argument("--batch-size", type=int, default=32)
+                   help="frames sampled uniformly from each video (default: the bundle's "
+                   "frames_per_video: data prepare's --frames, else 8)")
+    p.add_argument("--batch-size", type=int, default=32, help="most face crops per forward")
     p.set_defaults(func=run)
 
 
@@ -62,7 +63,8 @@ def _write_explanations(pred: Any, items: list[tuple[str, Any]], out_dir: Path,
 
 def predict_one(pred: Any, path: Path, explain_dir: Path | None, index: int) -> dict[str, Any]:
     """The JSON record for one input file; never raises for bad input."""
-    from vitfas.predict import kind_of, load_image
+    from vitfas.data.inputs import kind_of
+    from vitfas.predict import load_image
 
     kind = kind_of(path)
     rec: dict[str, Any] = {"path": str(path), "kind": kind}
@@ -104,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from vitfas.bundle import load_bundle
-    from vitfas.predict import Predictor, expand_inputs
+    from vitfas.data.inputs import expand_inputs, kind_of
+    from vitfas.predict import Predictor
 
     bundle = load_bundle(args.bundle)
     pred = Predictor(bundle, runtime=args.runtime, onnx_path=args.onnx,
@@ -139,6 +142,10 @@ def run(args: argparse.Namespace) -> int:
             f"{pred.threshold:.4g} ({pred.threshold_source}), runtime {pred.runtime}{dest}",
             file=sys.stderr,
         )
+    n_videos = sum(kind_of(f) == "video" for f in files)
+    if n_videos and not args.quiet:
+        print(f"predict: {n_videos} video(s) scored on {pred.frames_per_video} frames each "
+              f"(mean P(live); --frames N to change)", file=sys.stderr)
     if args.strict and (counts["error"] or counts["no_face"]):
         return 1
     return 0

@@ -6,7 +6,8 @@ PyTorch or onnxruntime, and returns one :class:`FaceResult` per detected face. I
 by ``vitfas predict``, ``vitfas serve`` and the web page.
 
 Scores follow the project convention: live is the positive class, a score is P(live) =
-``softmax(logits)[live_index]`` and a face is accepted as live when ``score >= threshold``
+``softmax(logits / T)[live_index]`` (``T`` the bundle's calibration temperature, 1 when it
+has none) and a face is accepted as live when ``score >= threshold``
 (the bundle's threshold, chosen on dev data; 0.5 when the bundle has none).
 """
 
@@ -23,14 +24,14 @@ import numpy as np
 import torch
 
 from vitfas.bundle import Bundle
+from vitfas.data.inputs import expand_inputs, kind_of  # noqa: F401  (re-exported)
+from vitfas.data.io import IMAGE_EXTENSIONS  # noqa: F401  (re-exported)
+from vitfas.data.video import VIDEO_EXTENSIONS  # noqa: F401  (re-exported)
 from vitfas.errors import BadCheckpointError, BadConfigError, BadImageError, NoFaceError
+from vitfas.metrics.calibration import scaled_softmax
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
-)
-VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
 DEFAULT_THRESHOLD = 0.5
 
 
@@ -147,6 +148,7 @@ class Predictor:
         self.live_index = bundle.live_index
         self.threshold = bundle.threshold if bundle.threshold is not None else DEFAULT_THRESHOLD
         self.threshold_source = "bundle" if bundle.threshold is not None else "default 0.5"
+        self.temperature = bundle.temperature
         self.batch_size = max(1, int(batch_size))
         self.runtime = runtime
         self.forward_calls = 0
@@ -183,7 +185,8 @@ class Predictor:
         return out
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """``[B, 3, H, W]`` float32 -> class probabilities ``[B, C]`` (float64).
+        """``[B, 3, H, W]`` float32 -> class probabilities ``softmax(logits / T)`` ``[B, C]``
+        (float64; ``T`` = the bundle's calibration temperature).
 
         Splits into chunks of ``batch_size``; each chunk is one counted forward call.
         """
@@ -200,10 +203,7 @@ class Predictor:
             outs.append(logits.astype(np.float64))
         if not outs:
             return np.zeros((0, len(self.class_names)))
-        logits = np.concatenate(outs)
-        logits -= logits.max(axis=1, keepdims=True)
-        e = np.exp(logits)
-        return e / e.sum(axis=1, keepdims=True)
+        return scaled_softmax(np.concatenate(outs), self.temperature)
 
     def decide(self, score: float) -> str:
         """``"live"`` when ``score >= threshold``, else the spoof class name (FAS bundles)."""
@@ -315,6 +315,7 @@ class Predictor:
             "threshold": self.threshold,
             "threshold_source": self.threshold_source,
             "threshold_info": cfg.get("threshold"),
+            "temperature": self.temperature,
             "preprocessing": self.bundle.preprocessing,
             "runtime": self.runtime,
         }
@@ -345,22 +346,3 @@ def _open_onnx(bundle: Bundle, onnx_path: str | Path | None) -> Any:
 
 def no_face_error(path: str | Path) -> NoFaceError:
     return NoFaceError(f"{path}: no face found (failure to acquire)")
-
-
-def kind_of(path: Path) -> str:
-    """``"video"`` for known video extensions, else ``"image"``."""
-    return "video" if path.suffix.lower() in VIDEO_EXTENSIONS else "image"
-
-
-def expand_inputs(paths: Sequence[str | Path]) -> list[Path]:
-    """Files as given, folders walked recursively for image and video files (sorted)."""
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out += sorted(
-                f for f in p.rglob("*")
-                if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
-            )
-        else:
-            out.append(p)
-    return out
