@@ -11,7 +11,8 @@ One JSON line per input file (images, videos, folders walked recursively):
 
 Each face: ``box`` [x0, y0, x1, y1] pixels, ``detector_score``, ``score`` (P(live)),
 ``decision`` at the bundle threshold, ``probs``. The run always goes on; the exit code is 1
-only with ``--strict`` when any file failed or had no face.
+only with ``--strict`` when any file failed or had no face. A PATH that does not exist is
+a usage error (exit 2, nothing scored).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def register(subparsers: Any) -> None:
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("bundle", help="model bundle folder")
+    p.add_argument("bundle", help="model bundle folder (a network or an LBP baseline bundle)")
     p.add_argument("paths", nargs="+", metavar="PATH", help="images, videos or folders")
     p.add_argument("-o", "--output", help="write JSON lines here instead of stdout")
     p.add_argument("--explain", metavar="DIR", help="write attention overlays (PNG) here")
@@ -105,13 +106,16 @@ def predict_one(pred: Any, path: Path, explain_dir: Path | None, index: int) -> 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from vitfas.bundle import load_bundle
     from vitfas.data.inputs import expand_inputs, kind_of
-    from vitfas.predict import Predictor
+    from vitfas.predict import load_predictor
 
-    bundle = load_bundle(args.bundle)
-    pred = Predictor(bundle, runtime=args.runtime, onnx_path=args.onnx,
-                     batch_size=args.batch_size)
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        for p in missing:
+            print(f"vitfas predict: error: {p}: no such file or folder", file=sys.stderr)
+        return 2
+    pred = load_predictor(args.bundle, runtime=args.runtime, onnx_path=args.onnx,
+                          batch_size=args.batch_size)
     if args.frames:
         pred.frames_per_video = args.frames
     files = expand_inputs(args.paths)
