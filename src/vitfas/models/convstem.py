@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vitfas.models.registry import register_model
-from vitfas.models.vit import VisionTransformer, ViTConfig
+from vitfas.models.vit import VisionTransformer, ViTConfig, pad_to_multiple
 
 
 @dataclass(frozen=True)
@@ -208,15 +208,7 @@ class ConvStem(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, C, H, W] -> [B, H/P, W/P, D]``."""
-        H, W = x.shape[-2:]
-        p = self.patch_size
-        if H % p or W % p:
-            if not self.pad:
-                raise ValueError(
-                    f"input size {H}x{W} is not divisible by the stem's stride {p}; resize to "
-                    f"a multiple of {p} or build the model with dynamic_img_pad=True"
-                )
-            x = F.pad(x, (0, (p - W % p) % p, 0, (p - H % p) % p))
+        x = pad_to_multiple(x, self.patch_size, self.pad, "the stem's stride")
         if self.colour is not None:
             x = self.colour(x)
         for layer in self.convs:
