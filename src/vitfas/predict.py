@@ -23,7 +23,9 @@ import numpy as np
 import torch
 
 from vitfas.bundle import Bundle
-from vitfas.errors import BadCheckpointError, BadConfigError, BadImageError, NoFaceError
+from vitfas.errors import BadConfigError, BadImageError, NoFaceError
+from vitfas.export.runtime import open_runtime
+from vitfas.faces.detectors import fast_detector_options, get_detector
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +111,17 @@ class Predictor:
 
     Args:
         bundle: a loaded :class:`vitfas.bundle.Bundle`.
-        runtime: ``"torch"`` or ``"onnx"`` (onnxruntime on ``onnx_path``).
-        onnx_path: the exported graph; default ``BUNDLE/model.onnx``.
+        runtime: ``"torch"`` (fp32), ``"torch-bf16"`` (CPU bf16 autocast; refused on CPUs
+            without native bf16), ``"onnx"`` (onnxruntime, fp32 graph) or ``"onnx-int8"``
+            (onnxruntime, int8 graph); see :mod:`vitfas.export.runtime`.
+        onnx_path: the exported graph; default ``BUNDLE/model.onnx`` (``onnx``) or
+            ``BUNDLE/model.int8.onnx`` (``onnx-int8``).
         batch_size: most crops per forward call.
+        detect_side: run the face detector on a copy whose longer side is at most this
+            many pixels (boxes mapped back to the image; the crop is cut from the full
+            image). ``None``: the detector's default (640). Smaller is faster; see
+            :func:`vitfas.faces.get_detector` for the recall it costs.
+        threads: onnxruntime intra-op threads (default: PyTorch's thread count).
     """
 
     def __init__(
@@ -120,6 +130,8 @@ class Predictor:
         runtime: str = "torch",
         onnx_path: str | Path | None = None,
         batch_size: int = 32,
+        detect_side: int | None = None,
+        threads: int | None = None,
     ) -> None:
         self.bundle = bundle
         self.model = bundle.model.eval()
@@ -151,11 +163,10 @@ class Predictor:
         self.runtime = runtime
         self.forward_calls = 0
         self._lock = threading.Lock()
-        self._session = None
-        if runtime == "onnx":
-            self._session = _open_onnx(bundle, onnx_path)
-        elif runtime != "torch":
-            raise BadConfigError(f"runtime must be 'torch' or 'onnx', got {runtime!r}")
+        self._runtime = open_runtime(bundle, runtime, onnx_path, threads)
+        self.detect_side = detect_side
+        self.detector = self.recipe.face_detector if detect_side is None else get_detector(
+            self.recipe.detector, **fast_detector_options(self.recipe.detector, detect_side))
 
     @property
     def model_id(self) -> str:
@@ -167,7 +178,7 @@ class Predictor:
         if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3:
             shape = getattr(rgb, "shape", type(rgb).__name__)
             raise BadImageError(f"expected an [H, W, 3] uint8 RGB image, got {shape}")
-        return list(self.recipe.apply(rgb))
+        return [(f, self.recipe.crop(rgb, f)) for f in self.detector.detect(rgb)]
 
     def preprocess(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """Crops ``[S, S, 3]`` uint8 -> normalised ``[B, 3, H, W]`` float32."""
@@ -192,11 +203,7 @@ class Predictor:
             chunk = np.ascontiguousarray(batch[s : s + self.batch_size])
             with self._lock:
                 self.forward_calls += 1
-                if self._session is not None:
-                    logits = self._session.run(None, {"image": chunk})[0]
-                else:
-                    with torch.inference_mode():
-                        logits = self.model(torch.from_numpy(chunk)).float().numpy()
+                logits = self._runtime(chunk)
             outs.append(logits.astype(np.float64))
         if not outs:
             return np.zeros((0, len(self.class_names)))
@@ -317,30 +324,9 @@ class Predictor:
             "threshold_info": cfg.get("threshold"),
             "preprocessing": self.bundle.preprocessing,
             "runtime": self.runtime,
+            "runtime_info": self._runtime.info,
+            "detect_side": self.detect_side,
         }
-
-
-def _open_onnx(bundle: Bundle, onnx_path: str | Path | None) -> Any:
-    """An onnxruntime session for the bundle's exported graph, checked to match its weights."""
-    import onnxruntime as ort
-
-    path = Path(onnx_path) if onnx_path else bundle.path / "model.onnx"
-    if not path.is_file():
-        raise BadCheckpointError(
-            f"{path}: no ONNX graph; run `vitfas export {bundle.path} --format onnx` first"
-        )
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    meta = sess.get_modelmeta().custom_metadata_map
-    want = bundle.config.get("weights_sha256", "")
-    got = meta.get("vitfas.weights_sha256")
-    if got is not None and want and got != want:
-        raise BadCheckpointError(
-            f"{path} was exported from other weights (sha256 {got[:12]}), the bundle has "
-            f"{want[:12]}; export again"
-        )
-    return sess
 
 
 def no_face_error(path: str | Path) -> NoFaceError:

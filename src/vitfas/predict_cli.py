@@ -38,8 +38,16 @@ def register(subparsers: Any) -> None:
     p.add_argument("--explain", metavar="DIR", help="write attention overlays (PNG) here")
     p.add_argument("--strict", action="store_true",
                    help="exit 1 when any file is unreadable or has no face")
-    p.add_argument("--runtime", choices=("torch", "onnx"), default="torch")
-    p.add_argument("--onnx", metavar="FILE", help="ONNX graph (default BUNDLE/model.onnx)")
+    p.add_argument("--runtime", choices=("torch", "torch-bf16", "onnx", "onnx-int8"),
+                   default="torch",
+                   help="torch (fp32), torch-bf16 (CPUs with native bf16 only), onnx (fp32 "
+                        "graph) or onnx-int8 (after `vitfas export BUNDLE --quantize int8`)")
+    p.add_argument("--onnx", metavar="FILE",
+                   help="ONNX graph (default BUNDLE/model.onnx, or model.int8.onnx for onnx-int8)")
+    p.add_argument("--detect-side", type=int, metavar="PX",
+                   help="detect faces on a copy at most PX pixels on its longer side (faster; "
+                        "480 keeps recall on the fixtures and webcam frames, see docs/serve.md)")
+    p.add_argument("--threads", type=int, help="onnxruntime threads (default: PyTorch's)")
     p.add_argument("--frames", type=int, default=None,
                    help="frames per video (default: the bundle's frames_per_video)")
     p.add_argument("--batch-size", type=int, default=32)
@@ -108,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
 
     bundle = load_bundle(args.bundle)
     pred = Predictor(bundle, runtime=args.runtime, onnx_path=args.onnx,
-                     batch_size=args.batch_size)
+                     batch_size=args.batch_size, detect_side=args.detect_side, threads=args.threads)
     if args.frames:
         pred.frames_per_video = args.frames
     files = expand_inputs(args.paths)

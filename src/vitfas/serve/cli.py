@@ -22,8 +22,16 @@ def register(subparsers: Any) -> None:
     p.add_argument("bundle", help="model bundle folder")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--runtime", choices=("torch", "onnx"), default="torch")
-    p.add_argument("--onnx", metavar="FILE", help="ONNX graph (default BUNDLE/model.onnx)")
+    p.add_argument("--runtime", choices=("torch", "torch-bf16", "onnx", "onnx-int8"),
+                   default="torch",
+                   help="torch (fp32), torch-bf16 (CPUs with native bf16 only), onnx (fp32 "
+                        "graph) or onnx-int8 (after `vitfas export BUNDLE --quantize int8`)")
+    p.add_argument("--onnx", metavar="FILE",
+                   help="ONNX graph (default BUNDLE/model.onnx, or model.int8.onnx for onnx-int8)")
+    p.add_argument("--detect-side", type=int, metavar="PX",
+                   help="detect faces on a copy at most PX pixels on its longer side (faster; "
+                        "480 keeps recall on the fixtures and webcam frames, see docs/serve.md)")
+    p.add_argument("--threads", type=int, help="onnxruntime threads (default: PyTorch's)")
     p.add_argument("--max-batch", type=int, default=16, help="most face crops per forward")
     p.add_argument("--max-wait-ms", type=float, default=5.0,
                    help="how long a request waits for others to batch with")
@@ -43,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
     bundle = load_bundle(args.bundle)
     pred = Predictor(bundle, runtime=args.runtime, onnx_path=args.onnx,
-                     batch_size=args.max_batch)
+                     batch_size=args.max_batch, detect_side=args.detect_side, threads=args.threads)
     settings = ServeSettings(
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels,
         request_timeout_s=args.timeout, max_batch=args.max_batch,
