@@ -165,7 +165,7 @@ class Predictor:
         self._lock = threading.Lock()
         self._runtime = open_runtime(bundle, runtime, onnx_path, threads)
         self.detect_side = detect_side
-        self.detector = self.recipe.face_detector if detect_side is None else get_detector(
+        self._fast_detector = None if detect_side is None else get_detector(
             self.recipe.detector, **fast_detector_options(self.recipe.detector, detect_side))
 
     @property
@@ -178,7 +178,14 @@ class Predictor:
         if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3:
             shape = getattr(rgb, "shape", type(rgb).__name__)
             raise BadImageError(f"expected an [H, W, 3] uint8 RGB image, got {shape}")
-        return [(f, self.recipe.crop(rgb, f)) for f in self.detector.detect(rgb)]
+        if self._fast_detector is None:
+            return list(self.recipe.apply(rgb))
+        return [(f, self.recipe.crop(rgb, f)) for f in self._fast_detector.detect(rgb)]
+
+    @property
+    def detector(self) -> Any:
+        """The face detector in use (the recipe's, or the fast one of ``detect_side``)."""
+        return self._fast_detector or self.recipe.face_detector
 
     def preprocess(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """Crops ``[S, S, 3]`` uint8 -> normalised ``[B, 3, H, W]`` float32."""

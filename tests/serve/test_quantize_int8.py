@@ -103,6 +103,7 @@ def test_dynamic_graph_is_int8_and_keeps_metadata(quantized):
     assert sta["fp32"]["reused"] is True            # second one reused it (same weights)
     q = dyn["int8"]
     assert q["mode"] == "dynamic" and q["per_channel"] and q["calibration"] is None
+    assert q["reduce_range"] is True  # 7-bit weights: no int16 saturation without VNNI
     path = Path(q["file"])
     assert path == b / "dyn.onnx"
     ops = _ops(path)

@@ -15,7 +15,8 @@ absolute logit difference must be at most ``atol`` (1e-4) or the export fails.
 file) with onnxruntime's quantization tools: the graph is pre-processed
 (``quant_pre_process``), then quantized statically with activation ranges calibrated on
 ``--calibrate MANIFEST`` (``--calib-split``, default train; ``--calib-rows``, default 128),
-or dynamically when no manifest is given; weights are int8 per output channel. The fp32
+or dynamically when no manifest is given; weights are int8 per output channel, with 7-bit
+range unless ``--full-range`` (x86 CPUs without VNNI saturate on full-range int8 weights). The fp32
 ``BUNDLE/model.onnx`` is exported first unless it is already there from the same weights.
 The command then prints the largest |dP(live)| between the int8 graph and the fp32 model
 and the share of identical decisions at the bundle's threshold, on the calibration crops
@@ -214,8 +215,9 @@ def register(subparsers: Any) -> None:
                    default="minmax", help="activation range estimator (static only)")
     p.add_argument("--per-tensor", action="store_true",
                    help="one weight scale per tensor instead of per output channel")
-    p.add_argument("--reduce-range", action="store_true",
-                   help="7-bit weights (x86 CPUs without VNNI whose int8 products saturate)")
+    p.add_argument("--full-range", action="store_true",
+                   help="8-bit weights; only for CPUs with VNNI/AMX (the default 7-bit weights "
+                        "avoid int16 saturation on x86 CPUs without VNNI)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
 
@@ -261,7 +263,7 @@ def _run_quantize(args: argparse.Namespace, bundle: Any) -> int:
     rep["int8"] = quantize_int8(
         bundle, fp32, out, args.calibrate, calib_split=args.calib_split or None,
         calib_rows=args.calib_rows, calib_method=args.calib_method,
-        per_channel=not args.per_tensor, reduce_range=args.reduce_range,
+        per_channel=not args.per_tensor, reduce_range=not args.full_range,
     )
     if args.json:
         print(json.dumps(rep, indent=2))
@@ -276,7 +278,8 @@ def _run_quantize(args: argparse.Namespace, bundle: Any) -> int:
     how = (f"static, calibrated on {cal['rows']} crops of {cal['manifest']} "
            f"(split {cal['split']}, {cal['method']})" if cal else "dynamic")
     print(f"quantize: {q['file']} ({q['bytes'] / 1e6:.2f} MB, fp32 {q['fp32_bytes'] / 1e6:.2f}"
-          f" MB), int8 {how}, weights per {'channel' if q['per_channel'] else 'tensor'}")
+          f" MB), int8 {how}, weights per {'channel' if q['per_channel'] else 'tensor'}"
+          f"{' (7-bit range)' if q['reduce_range'] else ''}")
     print(f"  int8 vs fp32 PyTorch on {c['on']}: max |dP(live)| {c['max_abs_dp']:.4f}, "
           f"mean {c['mean_abs_dp']:.4f}, identical decisions {100 * c['identical_decisions']:.1f}%"
           f" at threshold {c['threshold']:.4g}")

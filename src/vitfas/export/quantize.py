@@ -192,7 +192,7 @@ def quantize_int8(
     calib_rows: int = 128,
     calib_method: str = "minmax",
     per_channel: bool = True,
-    reduce_range: bool = False,
+    reduce_range: bool = True,
     check_rows: int = 32,
     seed: int = 0,
 ) -> dict[str, Any]:
@@ -207,8 +207,11 @@ def quantize_int8(
         calib_split, calib_rows: which rows and how many to calibrate on.
         calib_method: ``"minmax"``, ``"percentile"`` (99.999th) or ``"entropy"``.
         per_channel: int8 weights with one scale per output channel.
-        reduce_range: 7-bit weights (for CPUs whose int8 dot product saturates: x86
-            without VNNI, see onnxruntime's quantization notes).
+        reduce_range: 7-bit weights (default). x86 CPUs without VNNI multiply uint8
+            activations by int8 weights with ``vpmaddubsw``, whose int16 sums saturate at
+            full range: on a 2-core AVX2 EPYC a static ViT-S/16 graph moved P(live) by up to
+            0.13 with 8-bit weights and 0.012 with 7-bit ones. ``False`` only for graphs
+            that will run on CPUs with VNNI (or AMX).
         check_rows: random images to compare on when there is no manifest.
 
     Returns:
