@@ -124,7 +124,7 @@ def prepare_graphs(bundle: Any, calibrate: Any) -> dict[str, Path]:
 
 
 def runtimes(bundle: Any, graphs: dict[str, Any], threads: int, bf16: bool) -> dict[str, Any]:
-    from vitfas.export.runtime import onnx_runtime, torch_runtime
+    from vitfas.predict.runtime import onnx_runtime, torch_runtime
 
     rts = {"torch fp32": torch_runtime(bundle.model)}
     if bf16:
@@ -264,7 +264,8 @@ def bench_recall(args: argparse.Namespace) -> dict[str, Any]:
 
 def bench_accuracy(spec: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     from vitfas.bundle import load_bundle
-    from vitfas.export.quantize import agreement, calibration_batches, probabilities
+    from vitfas.export.quantize import agreement, calibration_batches
+    from vitfas.metrics.calibration import scaled_softmax
     from vitfas.metrics.core import Scores, auc, eer, error_rates
     from vitfas.metrics.evaluation import _open_dataset, row_is_fta
 
@@ -278,7 +279,7 @@ def bench_accuracy(spec: str, args: argparse.Namespace, tmp: Path) -> dict[str, 
     graphs = prepare_graphs(b, calibration_batches(b, manifest, "train", 128))
     rts = runtimes(b, graphs, args.threads, not args.no_bf16)
     ds = _open_dataset(Path(manifest), b)
-    live, temp = b.live_index, float(b.config.get("temperature") or 1.0)
+    live, temp = b.live_index, b.temperature
     thr = b.threshold if b.threshold is not None else 0.5
     out: dict[str, Any] = {"bundle": src, "manifest": manifest, "threshold": thr,
                            "model": b.model_id, "splits": {}}
@@ -291,7 +292,7 @@ def bench_accuracy(spec: str, args: argparse.Namespace, tmp: Path) -> dict[str, 
         for s in range(0, len(idx), 32):
             x = np.stack([ds[i][0].numpy() for i in idx[s:s + 32]]).astype(np.float32)
             for k, rt in rts.items():
-                probs[k] += probabilities(rt(x), temp)[:, live].tolist()
+                probs[k] += scaled_softmax(rt(x).astype(np.float64), temp)[:, live].tolist()
         labels = [ds.rows[i].get("label", "") for i in idx]
         types = [ds.rows[i].get("attack_type", "") for i in idx]
         res = {}
@@ -309,7 +310,7 @@ def bench_accuracy(spec: str, args: argparse.Namespace, tmp: Path) -> dict[str, 
 
 
 def machine() -> dict[str, Any]:
-    from vitfas.export.runtime import bf16_support, cpu_flags, cpu_name
+    from vitfas.predict.runtime import bf16_support, cpu_flags, cpu_name
 
     flags = cpu_flags()
     import onnxruntime

@@ -8,9 +8,25 @@ from vitfas.errors import (
     NoFaceError,
     VitfasError,
 )
-from vitfas.models import VisionTransformer, ViTConfig, create_model, list_models
 
 __version__ = "0.1.0"
+
+# torch-backed names are imported on first use, so that `import vitfas.errors` (and the
+# command line's --help/--version) do not pay for importing torch.
+_LAZY = {
+    "VisionTransformer": "vitfas.models",
+    "ViTConfig": "vitfas.models",
+    "list_models": "vitfas.models",
+    "create_model": "vitfas.weights.pretrained",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'vitfas' has no attribute {name!r}")
 
 
 def load_model(path, **kwargs):

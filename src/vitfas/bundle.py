@@ -5,7 +5,7 @@ Layout::
 
     bundle/
       config.json        format_version, architecture, adapters, class_names, live_index,
-                         preprocessing, threshold, training
+                         preprocessing, threshold, calibration, training
       model.safetensors  weights (or, for an adapter-only bundle, just the adapter/head
                          weights plus ``base_checkpoint`` in config.json)
       metrics.json       dev and test figures as ``eval`` writes them (optional)
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,19 @@ import torch
 from torch import nn
 
 from vitfas.errors import BadCheckpointError
+from vitfas.models.registry import build_from_architecture
+from vitfas.weights.bundle_model import FORMAT_VERSION, load_bundle_model, read_bundle_config
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+__all__ = [
+    "FORMAT_VERSION",
+    "Bundle",
+    "build_from_architecture",
+    "load_bundle",
+    "model_card",
+    "save_bundle",
+]
 
 
 @dataclass
@@ -64,11 +74,76 @@ class Bundle:
         return None if t is None else float(t["value"])
 
     @property
+    def architecture(self) -> str:
+        """What the network is: registry base and the settings that differ from it."""
+        return architecture_name(self.config.get("architecture", {}))
+
+    @property
+    def temperature(self) -> float:
+        """The softmax temperature T of the ``calibration`` block (1.0 when absent).
+
+        Every consumer turns logits into probabilities as ``softmax(logits / T)``
+        (:func:`vitfas.metrics.calibration.scaled_softmax`); the threshold is on that scale.
+
+        Raises:
+            BadCheckpointError: a recorded temperature that is not a finite number > 0.
+        """
+        cal = self.config.get("calibration") or {}
+        raw = cal.get("temperature", 1.0)
+        try:
+            t = float(raw)
+        except (TypeError, ValueError):
+            t = math.nan
+        if not math.isfinite(t) or t <= 0:
+            raise BadCheckpointError(f"{self.path}/config.json: calibration.temperature must "
+                                     f"be a finite number > 0; found {raw!r}")
+        return t
+
+    @property
     def model_id(self) -> str:
-        """A short identifier: architecture name + the weights' hash prefix."""
-        a = self.config.get("architecture", {})
-        arch = a.get("name") or a.get("class") or "model"
-        return f"{arch}@{self.config.get('weights_sha256', '')[:12]}"
+        """A short identifier: :attr:`architecture` + the weights' hash prefix."""
+        return f"{self.architecture}@{self.config.get('weights_sha256', '')[:12]}"
+
+
+# head size is reported with the class names, not as part of the architecture
+_NOT_ARCHITECTURE = frozenset({"num_classes"})
+
+
+def architecture_name(arch: dict[str, Any]) -> str:
+    """Name a bundle's network by what it is: ``base(key=value,...)``.
+
+    ``base`` is the registry name it was built from; the keys are the config fields whose
+    values differ from that registry entry (the overrides to pass to
+    :func:`vitfas.create_model` to build it again), ``num_classes`` excepted. A square size
+    shows as one number. Without a registry name the model class is used.
+
+    >>> architecture_name({"name": "vit_tiny_patch16_224", "config": {"patch_size": 4,
+    ...     "embed_dim": 192, "img_size": [32, 32], "num_classes": 2}})
+    'vit_tiny_patch16_224(patch_size=4,img_size=32)'
+    """
+    name = arch.get("name")
+    if not name:
+        return str(arch.get("class") or "model")
+    from vitfas.models.registry import get_entry
+
+    try:
+        base = get_entry(name).config.to_dict()
+    except Exception:  # unknown name (e.g. a bundle from a newer vitfas): name as recorded
+        return str(name)
+    diffs = []
+    for key, value in (arch.get("config") or {}).items():
+        if key in _NOT_ARCHITECTURE or key not in base or _same(base[key], value):
+            continue
+        if isinstance(value, (list, tuple)) and len(value) == 2 and value[0] == value[1]:
+            value = value[0]
+        diffs.append(f"{key}={value}")
+    return f"{name}({','.join(diffs)})" if diffs else str(name)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return list(a) == list(b)
+    return a == b
 
 
 def _sha256(path: Path) -> str:
@@ -90,6 +165,7 @@ def save_bundle(
     preprocessing: dict[str, Any] | None = None,
     threshold: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
+    calibration: dict[str, Any] | None = None,
     adapters: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
     state_dict: dict[str, torch.Tensor] | None = None,
@@ -105,7 +181,10 @@ def save_bundle(
         class_names: logit order; ``live_index`` names the live class for FAS.
         preprocessing: crop recipe and normalisation (detector, scale, size, mean, std,
             colour order, frames per video).
-        threshold: ``{"value": float, "criterion": "dev EER", "split": "dev"}``.
+        threshold: ``{"value": float, "criterion": "dev EER", "split": "dev"}`` (plus the
+            dev ``margin`` for the EER criterion), on the calibrated P(live) scale.
+        calibration: ``{"method": "temperature" | "none", "temperature": T, ...}``; consumers
+            compute ``softmax(logits / T)``. ``None``: not recorded (T = 1).
         state_dict: weights to save instead of the full ``model.state_dict()`` (used for
             adapter-only bundles, with ``base_checkpoint`` naming the rest).
     """
@@ -130,6 +209,7 @@ def save_bundle(
         "live_index": live_index,
         "preprocessing": preprocessing or {},
         "threshold": threshold,
+        "calibration": calibration,
         "training": training or {},
         "base_checkpoint": base_checkpoint,
         "weights_sha256": _sha256(weights),
@@ -147,7 +227,7 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any] | None = None) ->
     """A short Markdown model card from a bundle's config (and metrics, if any)."""
     arch = config.get("architecture", {})
     lines = [
-        f"# {arch.get('name') or arch.get('class', 'model')}",
+        f"# {architecture_name(arch)}",
         "",
         f"- classes: {config.get('class_names')} (live index: {config.get('live_index')})",
     ]
@@ -157,6 +237,15 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any] | None = None) ->
             f"- threshold: {thr.get('value'):.6g} ({thr.get('criterion')}, chosen on "
             f"{thr.get('split')})"
         )
+        margin = thr.get("margin") or {}
+        if margin.get("score") is not None:  # the EER interval's width (docs/metrics.md)
+            logit = margin.get("logit")
+            lines.append(f"- {thr.get('split') or 'dev'} margin: {margin['score']:.4g}"
+                         + ("" if logit is None else f" ({logit:.4g} in logits)"))
+    cal = config.get("calibration") or {}
+    if cal.get("method") == "temperature":
+        lines.append(f"- calibration: temperature {cal.get('temperature'):.4g} fitted on "
+                     f"{cal.get('split')} (P(live) = softmax(logits / T))")
     pre = config.get("preprocessing") or {}
     if pre:
         lines.append("- preprocessing: " + ", ".join(f"{k}={v}" for k, v in pre.items()))
@@ -173,67 +262,10 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any] | None = None) ->
     return "\n".join(lines) + "\n"
 
 
-def build_from_architecture(arch: dict[str, Any]) -> nn.Module:
-    """Build a model from a bundle's ``architecture`` block (registry name + full config)."""
-    import dataclasses
-
-    from vitfas.models.registry import _REGISTRY, get_entry
-
-    name, cfg = arch.get("name"), arch.get("config") or {}
-    if name:
-        entry = get_entry(name)
-    else:
-        cls_name = arch.get("class")
-        entry = next((e for e in _REGISTRY.values() if e.builder.__name__ == cls_name), None)
-        if entry is None:
-            raise BadCheckpointError(f"bundle architecture names no known model: {arch}")
-    config_cls = type(entry.config)
-    valid = {f.name for f in dataclasses.fields(config_cls)}
-    unknown = sorted(set(cfg) - valid)
-    if unknown:
-        raise BadCheckpointError(
-            f"architecture config has unknown keys {unknown} for {config_cls.__name__}"
-        )
-    config = config_cls.from_dict(cfg) if hasattr(config_cls, "from_dict") else config_cls(**cfg)
-    model = entry.builder(config)
-    model.registry_name = name
-    return model
-
-
 def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
     """Load a bundle folder; the model is returned in eval mode on ``device``."""
-    from safetensors.torch import load_file
-
     p = Path(path)
-    cfg_path = p / "config.json"
-    if not cfg_path.is_file():
-        raise BadCheckpointError(f"{p} is not a model bundle: {cfg_path} is missing")
-    try:
-        config = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise BadCheckpointError(f"{cfg_path}: invalid JSON ({exc})") from exc
-    if config.get("format_version") != FORMAT_VERSION:
-        raise BadCheckpointError(
-            f"{cfg_path}: format_version {config.get('format_version')!r}, expected "
-            f"{FORMAT_VERSION}"
-        )
-    model = build_from_architecture(config["architecture"])
-    if config.get("adapters"):
-        from vitfas.models import adapters as _adapters  # installed by the training issue
-
-        _adapters.add_adapters(model, **config["adapters"])
-    weights = p / "model.safetensors"
-    if not weights.is_file():
-        raise BadCheckpointError(f"{p}: model.safetensors is missing")
-    sd = load_file(str(weights))
-    if config.get("base_checkpoint"):
-        from vitfas.weights import load_checkpoint
-
-        base = load_checkpoint(config["base_checkpoint"], model)
-        base.update(sd)
-        sd = base
-    from vitfas.weights import check_and_load
-
-    check_and_load(model, sd, source=str(weights))
+    config = read_bundle_config(p)
+    model = load_bundle_model(p, config)
     model.eval().to(device)
     return Bundle(model=model, path=p, config=config)

@@ -5,18 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from vitfas import cli
 from vitfas.data.manifest import read_manifest, resolve_path
 
 from .helpers import write_image
-
-
-@pytest.fixture(autouse=True)
-def _only_data_verb(monkeypatch: pytest.MonkeyPatch) -> None:
-    # other parts' verbs may not be merged in this branch yet
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("vitfas.data.cli",))
 
 
 def test_index_writes_relative_manifest(tmp_path: Path, capsys) -> None:
@@ -73,3 +65,14 @@ def test_protocol_and_prepare_commands(tmp_path: Path, capsys) -> None:
     s = json.loads(capsys.readouterr().out)
     assert s["total"]["crops"] == 8 and s["total"]["unreadable"] == 0
     assert len(read_manifest(tmp_path / "crops" / "manifest.csv")) == 8
+    # human summary: the columns say what they count; a rerun with another size names it
+    assert cli.main(["-q", "data", "prepare", str(out), "-o", str(tmp_path / "crops"),
+                     "--detector", "none", "--size", "16"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ["dataset", "inputs", "crops", "frames", "inputs", "unreadable"]
+    assert lines[2].split() == ["no", "face", "no", "face", "inputs"]
+    assert "no face: a failure to acquire, FTA" in lines[-1]
+    assert cli.main(["-q", "data", "prepare", str(out), "-o", str(tmp_path / "crops"),
+                     "--detector", "none", "--size", "24"]) == 1
+    err = capsys.readouterr().err
+    assert "(recipe.size: 16 before, 24 now)" in err and "--overwrite" in err

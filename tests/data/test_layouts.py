@@ -212,7 +212,7 @@ def test_folder_tree_and_imagefolder(tmp_path: Path, templates) -> None:
     got = sorted((r["split"], r["label"], r["attack_type"], r["video"]) for r in rows)
     assert got == [
         ("test", "live", "none", "test/live/d"),
-        ("test", "spoof", "unknown", "test/spoof/e"),
+        ("test", "spoof", "attack", "test/spoof/e"),
         ("train", "live", "none", "train/live/a"),
         ("train", "live", "none", "train/live/sub/a2"),
         ("train", "spoof", "print", "train/spoof/print/b"),

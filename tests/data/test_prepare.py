@@ -129,7 +129,7 @@ def test_prepare_resumes_after_interruption(src: Path, tmp_path: Path) -> None:
     assert a == b
     again = prepare(src, out, recipe=RECIPE, frames=3, progress=False)
     assert (again["processed"], again["reused"]) == (0, 6)
-    with pytest.raises(BadConfigError, match="other settings"):
+    with pytest.raises(BadConfigError, match=r"other settings \(frames: 3 before, 5 now\)\."):
         prepare(src, out, recipe=RECIPE, frames=5, progress=False)
     s5 = prepare(src, out, recipe=RECIPE, frames=5, progress=False, overwrite=True)
     assert s5["processed"] == 6 and s5["datasets"]["a"]["crops"] == 5
@@ -161,3 +161,12 @@ def test_prepare_uses_shipped_boxes_with_none(tmp_path: Path) -> None:
     (r,) = read_manifest(tmp_path / "o" / "manifest.csv")
     assert r["face_box"] == "50.0 20.0 90.0 60.0"
     assert (load_image(tmp_path / "o" / r["path"]) == 255).all()
+
+
+def test_changed_settings_names_nested_fields() -> None:
+    from vitfas.data.prepare import changed_settings
+
+    old = {"recipe": {"size": 224, "scale": 1.0}, "frames": 10, "manifest": "/m.csv"}
+    new = {"recipe": {"size": 112, "scale": 1.0}, "frames": 10, "manifest": "/m.csv"}
+    assert changed_settings(old, new) == [("recipe.size", 224, 112)]
+    assert changed_settings(old, old) == []

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from vitfas.cli import main
-from vitfas.predict import expand_inputs
+from vitfas.data.inputs import expand_inputs
 
 SIZE = 32
 

@@ -21,8 +21,6 @@ PRE = {"detector": "none", "crop_scale": 1.0, "img_size": [32, 32], "mean": [0.5
 
 
 def _main(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
-    # only this verb: other parts' modules may not exist in this branch
-    monkeypatch.setattr(vitfas.cli, "COMMAND_MODULES", ("vitfas.explain.cli",))
     return vitfas.cli.main(["-q", *argv])
 
 
@@ -249,3 +247,38 @@ def test_real_face_overlay_lands_on_the_crop_box(
     outside = np.ones_like(changed)
     outside[max(y0 - 3, 0) : y0 + side + 3, max(x0 - 3, 0) : x0 + side + 3] = False
     assert not changed[outside].any()
+
+
+def test_explain_walks_folders_and_videos_as_predict_does(
+    bundle: Path, images: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+) -> None:
+    import cv2
+
+    from vitfas.data.inputs import expand_inputs
+
+    vid = tmp_path / "in" / "sub" / "clip.avi"
+    vid.parent.mkdir()
+    wr = cv2.VideoWriter(str(vid), cv2.VideoWriter_fourcc(*"MJPG"), 5, (40, 40))
+    rng = np.random.default_rng(3)
+    for _ in range(6):
+        wr.write(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8))
+    wr.release()
+    (tmp_path / "in" / "notes.txt").write_text("not an input")
+    folder = tmp_path / "in"
+    assert expand_inputs([folder]) == [*images, vid]  # the same walk as predict's
+    out = tmp_path / "out"
+    missing = tmp_path / "gone.png"
+    code = _main(["explain", str(bundle), str(folder), str(missing), "-o", str(out),
+                  "--frames", "2"], monkeypatch)
+    assert code == 1  # the missing file is skipped and reported
+    text = capsys.readouterr().out
+    # two images + two sampled frames of the video, each its own files
+    assert "wrote 8 PNGs for 4 image(s)" in text
+    frames = sorted(p.name for p in out.glob("clip.frame*.face0.rollout.crop.png"))
+    assert len(frames) == 2
+    assert f"{vid} frame " in text and " face 0: " in text
+    # the skipped file is reported once, its path said once
+    skipped = [ln for ln in text.splitlines() if "gone.png" in ln]
+    assert len(skipped) == 1 and skipped[0].count("gone.png") == 1, skipped
+    assert not any("gone.png" in r.getMessage() for r in caplog.records)

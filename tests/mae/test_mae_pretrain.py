@@ -92,13 +92,17 @@ def test_collect_images_folder_and_manifest(image_dir: Path, tmp_path: Path) -> 
         collect_images(tmp_path / "bad.csv")
     with pytest.raises(BadDataError, match="does not exist"):
         collect_images(tmp_path / "nowhere")
+    # an absent split names the splits the manifest has and the option to pick one
+    with pytest.raises(BadDataError, match=r"split='test'.*splits found: 'dev', 'train'.*"
+                                           r"data\.split="):
+        collect_images(man, split="test")
 
 
 def test_pretrain_runs_writes_png_and_fine_tunable_encoder(image_dir: Path,
                                                            tmp_path: Path) -> None:
     run = tmp_path / "run"
     cfg = _config(tmp_path, "vis:\n  every: 2\n  num_images: 3\n")
-    rc, summary = _run(cfg, *TINY, f"data.source={image_dir}", f"output={run}",
+    rc, summary = _run(cfg, *TINY, f"data.source={image_dir}", f"out={run}",
                        "trainer.epochs=1", "model.norm_pix_loss=false")
     assert rc == 0
     assert summary["steps"] == 2 and summary["images"] == 8 and summary["skipped"] == 2
@@ -146,7 +150,7 @@ def test_pretrain_runs_writes_png_and_fine_tunable_encoder(image_dir: Path,
     ckpt = torch.load(run / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(mae.state_dict()[k], v) for k, v in ckpt.items())
     # a second run into the same folder must ask for --resume
-    rc2, _ = _run(cfg, *TINY, f"data.source={image_dir}", f"output={run}")
+    rc2, _ = _run(cfg, *TINY, f"data.source={image_dir}", f"out={run}")
     assert rc2 == 1
 
 
@@ -155,11 +159,11 @@ def test_resume_matches_uninterrupted_run(image_dir: Path, tmp_path: Path) -> No
     common = [*TINY, f"data.source={image_dir}", "trainer.epochs=2", "vis.every=1",
               "vis.num_images=1", "model.overrides.drop_path_rate=0.2"]
     cfg = _config(tmp_path)
-    rc, full = _run(cfg, *common, f"output={tmp_path / 'full'}")
+    rc, full = _run(cfg, *common, f"out={tmp_path / 'full'}")
     assert rc == 0 and full["steps"] == 4
-    rc, part = _run(cfg, *common, f"output={tmp_path / 'part'}", "trainer.max_steps=3")
+    rc, part = _run(cfg, *common, f"out={tmp_path / 'part'}", "trainer.max_steps=3")
     assert rc == 0 and part["steps"] == 3 and not part["finished"]
-    rc, rest = _run(cfg, *common, f"output={tmp_path / 'part'}", "--resume")
+    rc, rest = _run(cfg, *common, f"out={tmp_path / 'part'}", "--resume")
     assert rc == 0 and rest["steps"] == 4 and rest["finished"]
     a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "part" / "last.pt", weights_only=True)["model"]
@@ -179,7 +183,7 @@ def test_loss_decreases_over_50_steps(tmp_path: Path) -> None:
     man.write_text("path,label,attack_type,dataset,subject,video,frame,split\n" + "".join(lines))
     cfg = _config(tmp_path, "optim:\n  lr: 2.0e-3\n  warmup_steps: 5\n")
     rc, s = _run(cfg, *TINY, f"data.source={man}", "data.split=train",
-                 f"output={tmp_path / 'run'}", "trainer.epochs=10", "vis.every=0",
+                 f"out={tmp_path / 'run'}", "trainer.epochs=10", "vis.every=0",
                  "model.norm_pix_loss=false", "data.min_scale=1.0", "data.hflip=false")
     assert s["images"] == 20
     assert rc == 0 and s["steps"] == 50
@@ -227,8 +231,7 @@ def test_example_config_loads() -> None:
     from vitfas.pretrain.mae import MAEOptimSection, PretrainMAEConfig
     from vitfas.train.config import load_config
 
-    repo = Path(__file__).resolve().parents[2]
-    cfg = load_config(PretrainMAEConfig, repo / "configs" / "pretrain_mae.yaml")
+    cfg = load_config(PretrainMAEConfig, "pretrain_mae")  # the shipped example, by name
     assert cfg.model.name == "mae_vit_small_patch16" and cfg.trainer.precision == "bf16"
     assert cfg.optim.lr == pytest.approx(1.5e-4 * cfg.trainer.batch_size / 256)
     # a partial optim section keeps MAE's defaults, not the generic ones

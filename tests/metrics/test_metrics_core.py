@@ -129,11 +129,18 @@ def test_all_live_and_all_spoof_give_clear_errors():
 
 
 def test_eer_exact_crossing():
-    # thresholds .1 .2 .3 .4 .6: FAR 1 .75 .5 .25 .25, FRR 0 0 0 0 .25 -> equal at 0.6
+    # thresholds .1 .2 .3 .4 .6 .7: FAR 1 .75 .5 .25 .25 .25, FRR 0 0 0 0 .25 .5 -> equal at
+    # 0.6 only, so FAR = FRR = .25 for every threshold in (0.4, 0.6]: the logit midpoint is
+    # sigmoid((logit .4 + logit .6) / 2) = sigmoid(0) = 0.5
     s = Scores.from_arrays([0.9, 0.8, 0.6, 0.4, 0.7, 0.3, 0.2, 0.1], [1, 1, 1, 1, 0, 0, 0, 0])
     e = eer(s)
     assert e.value == pytest.approx(0.25)
-    assert e.threshold == pytest.approx(0.6)
+    assert e.threshold == pytest.approx(0.5)
+    assert e.rule == "interval midpoint (logit)"
+    assert (e.low, e.high) == (0.4, 0.6)
+    assert e.margin == pytest.approx(0.2)
+    assert e.margin_logit == pytest.approx(2 * math.log(0.6 / 0.4))
+    assert error_rates(s, e.threshold).hter == pytest.approx(0.25)
 
 
 def test_eer_interpolated_by_hand():
@@ -242,7 +249,10 @@ def test_evaluate_applies_dev_threshold_unchanged_to_test():
     test = _split([0.75, 0.72, 0.1], {"print": [0.74, 0.05], "replay": [0.8]})
     m = evaluate({"dev": dev, "test": test}, criterion="eer")
     thr = 0.7 + 0.1 / 3
-    assert m["threshold"] == {"value": pytest.approx(thr), "criterion": "dev EER", "split": "dev"}
+    assert m["threshold"] == {
+        "value": pytest.approx(thr), "criterion": "dev EER", "split": "dev",
+        "margin": {"interval": [pytest.approx(thr)] * 2, "score": 0.0, "logit": 0.0,
+                   "rule": "interpolated"}}
     at = m["splits"]["test"]["at_threshold"]
     assert at["threshold"] == pytest.approx(thr)
     # test at 0.7333: live .75 accepted, .72 and .1 rejected; print .74 accepted, replay too

@@ -21,7 +21,7 @@ from PIL import Image
 
 from vitfas.bundle import save_bundle
 from vitfas.cli import main
-from vitfas.metrics import Scores, evaluate, select_threshold
+from vitfas.metrics import Scores, evaluate, expected_calibration_error, select_threshold
 from vitfas.metrics import evaluation as ev
 from vitfas.models.vit import VisionTransformer, ViTConfig
 
@@ -36,7 +36,8 @@ def expected_score(grey: int) -> float:
     return 1.0 / (1.0 + math.exp(-K * z))
 
 
-def tiny_bundle(path: Path, threshold: dict | None = None) -> Path:
+def tiny_bundle(path: Path, threshold: dict | None = None,
+                calibration: dict | None = None) -> Path:
     cfg = ViTConfig(img_size=SIZE, patch_size=16, embed_dim=D, depth=2, num_heads=2,
                     num_classes=2, global_pool="avg", class_token=False, pos_embed="none",
                     norm_eps=EPS)
@@ -54,7 +55,7 @@ def tiny_bundle(path: Path, threshold: dict | None = None) -> Path:
     pre = {"detector": "none", "crop_scale": 1.0, "img_size": [SIZE, SIZE],
            "mean": [MEAN] * 3, "std": [STD] * 3, "colour_order": "RGB", "frames_per_video": 1}
     save_bundle(path, model, class_names=["spoof", "live"], live_index=1, preprocessing=pre,
-                threshold=threshold)
+                threshold=threshold, calibration=calibration)
     return path
 
 
@@ -275,3 +276,72 @@ def test_eval_usage_and_data_errors(tmp_path, local_dataset, capsys):
     assert "has no threshold" in err and "'nope'" in err
     assert main(["-q", "eval", str(tmp_path / "missing"), str(manifest)]) == 1
     assert "not a model bundle" in capsys.readouterr().err
+
+
+def test_eval_takes_a_dataset_folder_as_train_does(tmp_path, capsys):
+    """The folder form ``train`` reads (split/live, split/spoof[/type]) needs no manifest;
+    spoof files with no type folder get the generic attack type ``attack``."""
+    bundle = tiny_bundle(tmp_path / "bundle",
+                         threshold={"value": 0.5, "criterion": "dev EER", "split": "dev"})
+    tree = {"dev/live/a.png": 230, "dev/live/b.png": 90, "dev/spoof/print/c.png": 200,
+            "dev/spoof/d.png": 60, "test/live/e.png": 240, "test/live/f.png": 100,
+            "test/spoof/print/g.png": 40, "test/spoof/h.png": 250, "test/spoof/i.png": 20}
+    for rel, grey in tree.items():
+        (tmp_path / "synth" / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((40, 40, 3), grey, np.uint8)).save(tmp_path / "synth" / rel)
+    out = tmp_path / "r"
+    assert main(["-q", "eval", str(bundle), str(tmp_path / "synth"), "-o", str(out)]) == 0
+    payload = json.loads((out / "metrics.json").read_text())
+    assert payload["meta"]["manifest"] == str(out / "manifest.csv")
+    t = payload["frame"]["splits"]["test"]["at_threshold"]
+    # at 0.5: grey >= 128 accepted. live 240 yes, 100 no; print 40 no; attack 250 yes, 20 no
+    assert t["bpcer"] == pytest.approx(1 / 2)
+    assert t["confusion"]["attack"] == {"n": 2, "accepted": 1, "rejected": 1, "fta": 0}
+    assert t["confusion"]["print"]["n"] == 1
+    assert "(unknown)" not in capsys.readouterr().out
+    # neither a file nor a folder: the message says which command makes a manifest
+    assert main(["-q", "eval", str(bundle), str(tmp_path / "nothing")]) == 1
+    assert "vitfas data index" in capsys.readouterr().err
+
+
+def test_eval_applies_the_bundle_temperature_and_reports_calibration(tmp_path, local_dataset,
+                                                                    capsys):
+    """A bundle with T = 2: every score is sigmoid(logit(s) / 2) of the plain closed form,
+    the bundle's threshold and dev margin are carried into the report, ECE per split."""
+    margin = {"interval": [0.2, 0.8], "score": 0.6, "logit": 2.7726, "rule":
+              "interval midpoint (logit)"}
+    bundle = tiny_bundle(
+        tmp_path / "bundle",
+        threshold={"value": 0.5, "criterion": "dev EER (interval midpoint, logit)",
+                   "split": "dev", "margin": margin},
+        calibration={"method": "temperature", "temperature": 2.0, "split": "dev"})
+    manifest = write_manifest(tmp_path / "data")
+    rc = main(["-q", "eval", str(bundle), str(manifest), "-o", str(tmp_path / "r")])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "dev margin: 0.6 (2.773 in logits), interval (0.2, 0.8]" in text
+    assert "ECE" in text
+    with open(tmp_path / "r" / "scores.csv", newline="") as f:
+        srows = list(csv.DictReader(f))
+
+    def calibrated(g: int) -> float:
+        s = expected_score(g)
+        return 1 / (1 + math.exp(-math.log(s / (1 - s)) / 2))
+
+    for row, (g, *_rest) in zip(srows, ROWS):
+        if row["score"]:
+            assert float(row["score"]) == pytest.approx(calibrated(g), abs=1e-5)
+    assert float(srows[0]["score"]) != pytest.approx(expected_score(ROWS[0][0]), abs=1e-3)
+    payload = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    frame = payload["frame"]
+    assert frame["threshold"]["margin"] == margin
+    dev = _expected_frame_scores("dev")
+    dev_cal = Scores.from_arrays([calibrated(r[0]) for r in ROWS if r[4] == "dev"],
+                                 dev.is_live.astype(int))
+    want = expected_calibration_error(dev_cal.scores, dev_cal.is_live)
+    assert frame["splits"]["dev"]["calibration"]["ece"] == pytest.approx(want, abs=1e-5)
+    assert frame["splits"]["dev"]["calibration"]["bins"] == 10
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "Dev margin" in md and "](frame_reliability.png)" in md
+    with Image.open(tmp_path / "r" / "frame_reliability.png") as im:
+        assert im.size == (600, 450)

@@ -43,7 +43,7 @@ def test_report_files_and_content(tmp_path):
     expected = {"json", "markdown"} | {
         f"{lvl}_{kind}" for lvl in ("frame", "video") for kind in ("roc", "det")
     } | {f"{lvl}_{kind}_{s}" for lvl in ("frame", "video") for kind in ("hist", "confusion")
-         for s in ("dev", "test")}
+         for s in ("dev", "test")} | {"frame_reliability", "video_reliability"}
     assert set(files) == expected
     for p in files.values():
         assert p.is_file() and p.stat().st_size > 0
@@ -71,6 +71,16 @@ def test_report_files_and_content(tmp_path):
     assert "| print | 2 | 1 | 1 | 0 |" in md
     assert "| mask | 0 | 0 | 0 | 0 |" in md
     assert "comparable to published OCIM tables" in md
+    # calibration: dev scores .9 .8 .3 (live) .7 .2 (attack) fall in five different bins of
+    # width .1: ECE = (.1 + .2 + .7 + .7 + .2) / 5 = .38; test (6 acquired): bin .7 holds
+    # .75 .72 (live) .74 (attack): |2/3 - 2.21/3| = .07; then .1 live, .05 and .8 attacks
+    assert data["frame"]["splits"]["dev"]["calibration"]["ece"] == pytest.approx(0.38)
+    test_ece = (3 * 0.07 + 0.9 + 0.05 + 0.8) / 6
+    assert data["frame"]["splits"]["test"]["calibration"]["ece"] == pytest.approx(test_ece)
+    assert "| dev | 0.3800 | 10 | 5 |" in md
+    assert f"| test | {test_ece:.4f} | 10 | 6 |" in md
+    assert "](frame_reliability.png)" in md
+    assert "Dev margin" in md and "single, interpolated threshold" in md
     assert "## Video level" in md
     for name in ("frame_roc.png", "frame_det.png", "video_hist_test.png",
                  "frame_confusion_dev.png"):

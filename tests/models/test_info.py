@@ -51,3 +51,27 @@ def test_info_on_mae_reports_reconstruction() -> None:
     stages = dict(info.stages)
     assert stages["blocks 0-11"] == [1, 50, 768]  # 25% of 196 patches + class token
     assert info.output_shape == [1, 196, 16 * 16 * 3]
+
+
+def test_list_counts_parameters_and_names_public_weights(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    from vitfas.models.registry import create_model, get_entry
+
+    assert main(["info", "--list", "deit_tiny*", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == ["deit_tiny_distilled_patch16_224",
+                                         "deit_tiny_patch16_224"]
+    with torch.device("meta"):
+        n = sum(p.numel() for p in create_model("deit_tiny_patch16_224").parameters())
+    assert rows[1]["params"] == n == 5_717_416  # DeiT-Ti as published (5.7 M)
+    assert rows[1]["weights"] == get_entry("deit_tiny_patch16_224").hub_id is not None
+    assert main(["info", "--list", "mae_vit_tiny*"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["model", "params", "public", "weights"]
+    assert out[1].split()[-1] == "-"  # no public MAE-Ti checkpoint
+    assert out[-1].startswith("1 models, 0 with public weights")
+    assert main(["info", "--list", "nothing*"]) == 1
+    assert "no model name matches 'nothing*'" in capsys.readouterr().err
+    assert main(["info"]) == 2

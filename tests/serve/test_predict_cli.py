@@ -125,7 +125,7 @@ def test_bad_files_reported_and_run_goes_on(tiny_bundle, image_dir, tmp_path, mo
 
 def test_no_face_line_and_strict(tiny_bundle, image_dir, tmp_path, monkeypatch):
     """A detector that finds nothing -> status no_face with a clear message."""
-    from vitfas import predict as P
+    from vitfas.predict import predictor as P
 
     class Nothing:
         def apply(self, rgb):
@@ -154,7 +154,7 @@ def test_no_face_line_and_strict(tiny_bundle, image_dir, tmp_path, monkeypatch):
     assert r["frames_sampled"] == 4
 
 
-def test_video_score_is_mean_of_frames(tiny_bundle, tmp_path, monkeypatch):
+def test_video_score_is_mean_of_frames(tiny_bundle, tmp_path, monkeypatch, capsys):
     import cv2
 
     from vitfas.bundle import load_bundle
@@ -174,6 +174,10 @@ def test_video_score_is_mean_of_frames(tiny_bundle, tmp_path, monkeypatch):
     assert len(r["explain"]) == 4 and all(Path(f).is_file() for f in r["explain"])
     assert r["kind"] == "video" and r["status"] == "ok"
     assert r["frames_sampled"] == 4 == len(r["frames"])  # the bundle's frames_per_video
+    assert run_cli(["predict", str(tiny_bundle), str(path), "-o", str(out), "--frames", "3"],
+                   monkeypatch) == 0
+    assert "1 video(s) scored on 3 frames each" in capsys.readouterr().err
+    assert _read(out)[0]["frames_sampled"] == 3
     per = [f["faces"][0]["score"] for f in r["frames"]]
     assert r["score"] == pytest.approx(float(np.mean(per)), abs=1e-9)
     # each frame's score equals predicting that frame as an image

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -14,17 +13,6 @@ import pytest
 from serve_helpers import PRE, make_bundle, run_cli
 
 from vitfas.errors import BadCheckpointError, BadConfigError
-
-
-def test_probabilities_hand_worked():
-    from vitfas.export.quantize import probabilities
-
-    p = probabilities(np.array([[0.0, math.log(3.0)]]))
-    np.testing.assert_allclose(p, [[0.25, 0.75]], atol=1e-12)
-    # temperature 2: exp(ln 3 / 2) = sqrt(3)
-    p2 = probabilities(np.array([[0.0, math.log(3.0)]]), temperature=2.0)
-    r3 = math.sqrt(3.0)
-    np.testing.assert_allclose(p2, [[1 / (1 + r3), r3 / (1 + r3)]], atol=1e-12)
 
 
 def test_agreement_hand_worked():

@@ -19,7 +19,7 @@ from vitfas.errors import BadConfigError
     ({"amx_tile", "amx_bf16"}, True),
 ])
 def test_bf16_support_from_flags(flags, ok):
-    from vitfas.export.runtime import bf16_support
+    from vitfas.predict.runtime import bf16_support
 
     got, why = bf16_support(flags)
     assert got is ok
@@ -31,8 +31,8 @@ def test_bf16_support_from_flags(flags, ok):
 
 def test_torch_bf16_refused_without_native_bf16(tmp_path, monkeypatch):
     from vitfas.bundle import load_bundle
-    from vitfas.export import runtime as rt
     from vitfas.predict import Predictor
+    from vitfas.predict import runtime as rt
 
     b = load_bundle(make_bundle(tmp_path / "b"))
     monkeypatch.setattr(rt, "cpu_flags", lambda: {"avx2"})
@@ -51,7 +51,7 @@ def test_torch_bf16_refused_without_native_bf16(tmp_path, monkeypatch):
 
 
 def test_session_options_turn_spinning_off():
-    from vitfas.export.runtime import ort_session_options
+    from vitfas.predict.runtime import ort_session_options
 
     o = ort_session_options(threads=3)
     assert o.get_session_config_entry("session.intra_op.allow_spinning") == "0"
@@ -67,7 +67,7 @@ def test_onnx_session_does_not_burn_cpu_between_calls(tiny_bundle, tmp_path):
     of idling on this machine; with our options the process stays idle."""
     from vitfas.bundle import load_bundle
     from vitfas.export.onnx import export_onnx
-    from vitfas.export.runtime import onnx_runtime
+    from vitfas.predict.runtime import onnx_runtime
 
     b = load_bundle(tiny_bundle)
     path = tmp_path / "m.onnx"
@@ -85,7 +85,7 @@ def test_onnx_session_does_not_burn_cpu_between_calls(tiny_bundle, tmp_path):
 
 def test_runtime_checks_batch_shape(tiny_bundle):
     from vitfas.bundle import load_bundle
-    from vitfas.export.runtime import open_runtime
+    from vitfas.predict.runtime import open_runtime
 
     rt = open_runtime(load_bundle(tiny_bundle), "torch")
     with pytest.raises(ValueError, match=r"\[B, 3, H, W\]"):

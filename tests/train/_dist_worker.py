@@ -245,7 +245,7 @@ def mae_args(root: Path, out: Path, *extra: str) -> list[str]:
             "model.overrides.depth=2", "model.overrides.num_heads=2",
             "model.overrides.decoder_embed_dim=32", "model.overrides.decoder_depth=1",
             "model.overrides.decoder_num_heads=2",
-            f"data.source={root / 'synth' / 'train'}", f"output={out}", "trainer.epochs=1",
+            f"data.source={root / 'synth' / 'train'}", f"out={out}", "trainer.epochs=1",
             "vis.every=2", "vis.num_images=2", *extra]
 
 

@@ -21,11 +21,6 @@ TINY_MODEL = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _only_train_verb(monkeypatch):
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("vitfas.train.cli",))
-
-
 def _config(tmp_path, data_path, **sections):
     cfg = {
         "out": str(tmp_path / "run"),
@@ -67,8 +62,11 @@ def test_it_must_learn_halftone(tmp_path, capsys):
     run = tmp_path / "run"
     bundle = load_bundle(run / "bundle")
     assert bundle.class_names == ["spoof", "live"] and bundle.live_index == 1
-    assert bundle.config["threshold"]["criterion"] == "dev EER"
+    assert bundle.config["threshold"]["criterion"].startswith("dev EER")
+    assert bundle.config["threshold"]["margin"]["score"] is not None
+    assert bundle.config["calibration"] == {"method": "none", "temperature": 1.0}
     assert bundle.preprocessing["img_size"] == [32, 32]
+    assert bundle.preprocessing["frames_per_video"] == 8  # videos: several frames, not 1
     # score the held-out test split independently, at the dev threshold from the bundle
     scores, labels, attacks = _scores(bundle, data / "test")
     m = error_rates(Scores.from_arrays(scores, labels, attacks), bundle.threshold)
@@ -116,6 +114,16 @@ def test_adapters_scope_and_resume(tmp_path, small_data, capsys):
         assert torch.equal(v, ckpt["model"][k]), k
     for k, v in ref["ema"].items():
         assert torch.equal(v, ckpt["ema"][k]), k
+    # --overwrite starts afresh in a used folder, deleting only what a run writes
+    (straight / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert cli.main(["-q", "train", str(cfg), f"out={straight}", "trainer.max_steps=1",
+                     "--overwrite", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 1
+    assert (straight / "notes.txt").read_text() == "mine"
+    assert cli.main(["-q", "train", str(cfg), f"out={straight}", "--overwrite",
+                     "--resume"]) == 1
+    assert "pick one" in capsys.readouterr().err
     assert b.config["training"]["trainable"] == "adapters"
     # frozen backbone weights never moved: compare with a fresh model of the same seed
     from vitfas.train.config import load_config
@@ -129,6 +137,48 @@ def test_adapters_scope_and_resume(tmp_path, small_data, capsys):
     in_scope = {k for k in moved if "adapter" in k or "norm" in k or k.startswith("head.")}
     assert moved == in_scope, sorted(moved - in_scope)
     assert any(".mlp_adapter.up." in k for k in moved) and "head.weight" in moved
+
+
+def test_temperature_calibration_recorded_and_threshold_on_calibrated_scores(
+        tmp_path, small_data, capsys):
+    """output.calibrate: temperature fits T on dev; the bundle records it and the threshold,
+    margin and ECE are those of the calibrated dev scores softmax(logits / T)."""
+    from vitfas.metrics import expected_calibration_error, scaled_softmax, select_threshold
+
+    cfg = _config(tmp_path, small_data, output={"calibrate": "temperature"},
+                  trainer={"epochs": 2, "batch_size": 16})
+    assert cli.main(["-q", "train", str(cfg)]) == 0
+    text = capsys.readouterr().out
+    b = load_bundle(tmp_path / "run" / "bundle")
+    cal = b.config["calibration"]
+    assert cal["method"] == "temperature" and cal["split"] == "dev" and cal["n"] == 32
+    assert b.temperature == cal["temperature"] and 0.05 <= b.temperature <= 20
+    assert cal["nll_after"] <= cal["nll_before"] + 1e-9
+    assert f"temperature    {cal['temperature']:.4g}" in text and "dev margin" in text
+    # score dev independently: the bundle's threshold is the one chosen on calibrated scores
+    from vitfas.train.data import DataConfig, ImageFolderDataset, build_transform
+
+    dc = DataConfig(img_size=32, mean=tuple(b.preprocessing["mean"]),
+                    std=tuple(b.preprocessing["std"]))
+    ds = ImageFolderDataset(small_data / "dev", b.class_names, build_transform(False, dc))
+    x = torch.stack([ds[i][0] for i in range(len(ds))])
+    with torch.no_grad():
+        p = scaled_softmax(b.model(x), b.temperature)[:, 1].double().numpy()
+    live = np.array([int(t == b.live_index) for t in ds.targets])
+    dev = Scores.from_arrays(p, live, [r["attack_type"] for r in ds.rows])
+    thr = select_threshold(dev)
+    assert b.threshold == pytest.approx(thr.value, abs=1e-5)
+    assert b.config["threshold"]["criterion"] == thr.criterion
+    m = json.loads((tmp_path / "run" / "bundle" / "metrics.json").read_text())
+    ece = expected_calibration_error(p, live)
+    assert m["splits"]["dev"]["calibration"]["ece"] == pytest.approx(ece, abs=1e-5)
+    assert cal["ece_after"] == pytest.approx(ece, abs=1e-5)
+    # no dev split: a clear error before training starts
+    (tmp_path / "nodev").mkdir()
+    bad = _config(tmp_path / "nodev", small_data, output={"calibrate": "temperature"},
+                  data={"dev_split": ""}, trainer={"epochs": 1, "batch_size": 16})
+    assert cli.main(["-q", "train", str(bad)]) == 1
+    assert "output.calibrate: temperature" in capsys.readouterr().err
 
 
 def test_generic_imagefolder_classes(tmp_path):

@@ -13,6 +13,11 @@ from vitfas.data.manifest import write_manifest as _write
 from vitfas.faces import CropRecipe, list_detectors
 
 
+def _first_paragraph(doc: str | None) -> str:
+    """A docstring's first paragraph on one line (whole sentences, never cut at a newline)."""
+    return " ".join((doc or "").strip().split("\n\n")[0].split())
+
+
 def register(subparsers: Any) -> None:
     """Add the ``data`` verb with its three sub-commands."""
     p = subparsers.add_parser("data", help="index datasets, build protocols, crop faces",
@@ -22,10 +27,8 @@ def register(subparsers: Any) -> None:
 
     ix = sub.add_parser("index", help="write a manifest for a dataset folder",
                         description="Walk a dataset folder and write a manifest CSV.",
-                        formatter_class=argparse.RawDescriptionHelpFormatter,
                         epilog="layouts:\n  " + "\n  ".join(
-                            f"{k}: {(v.__doc__ or '').strip().splitlines()[0]}"
-                            for k, v in LAYOUTS.items()))
+                            f"{k}: {_first_paragraph(v.__doc__)}" for k, v in LAYOUTS.items()))
     ix.add_argument("root", type=Path, help="dataset root folder")
     ix.add_argument("--layout", "-l", required=True, choices=[*LAYOUTS, *ALIASES],
                     metavar="LAYOUT", help=f"one of {', '.join(LAYOUTS)}")
@@ -127,7 +130,7 @@ def run_ocim(args: argparse.Namespace) -> int:
 
 def run_prepare(args: argparse.Namespace) -> int:
     from vitfas.data.prepare import prepare
-    from vitfas.train.distributed import init_distributed
+    from vitfas.distributed import init_distributed
 
     info = init_distributed("cpu")  # under torchrun: the inputs are shared over the ranks
     recipe = CropRecipe(detector=args.detector, scale=args.scale, size=args.size,
@@ -145,11 +148,14 @@ def run_prepare(args: argparse.Namespace) -> int:
         t = s["total"]
         print(f"wrote {s['manifest']}: {t['crops']} crops from {t['inputs']} inputs "
               f"({s['processed']} processed now, {s['reused']} from an earlier run)")
-        print(f"  {'dataset':14s} {'inputs':>7s} {'crops':>7s} {'FTA frames':>10s} "
-              f"{'FTA inputs':>10s} {'unreadable':>10s}")
+        print(f"  {'dataset':14s} {'inputs':>7s} {'crops':>7s} {'frames':>8s} {'inputs':>8s} "
+              f"{'unreadable':>10s}")
+        print(f"  {'':14s} {'':>7s} {'':>7s} {'no face':>8s} {'no face':>8s} {'inputs':>10s}")
         for d, c in s["datasets"].items():
-            print(f"  {d:14s} {c['inputs']:7d} {c['crops']:7d} {c['no_face_frames']:10d} "
-                  f"{c['no_face_inputs']:10d} {c['unreadable']:10d}")
+            print(f"  {d:14s} {c['inputs']:7d} {c['crops']:7d} {c['no_face_frames']:8d} "
+                  f"{c['no_face_inputs']:8d} {c['unreadable']:10d}")
+        print("  (inputs: images and videos; no face: a failure to acquire, FTA, kept in the "
+              "manifest with fta=1)")
         bad = [f for f in s["failures"] if f["reason"] == "unreadable"]
         if bad:
             print(f"skipped {len(bad)} unreadable file(s):")

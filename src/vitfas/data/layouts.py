@@ -78,7 +78,7 @@ def _video_id(path: Path, root: Path) -> str:
 def index_folder(root: Path, dataset: str | None = None, **_: Any) -> list[dict[str, str]]:
     """``ROOT/[train|dev|test/]live/**`` and ``ROOT/[split/]spoof/<attack_type>/**``.
 
-    Files directly in ``spoof/`` get attack type ``unknown``. ``real``/``genuine`` are
+    Files directly in ``spoof/`` get the generic attack type ``attack``. ``real``/``genuine`` are
     accepted for ``live``, ``attack``/``fake`` for ``spoof``.
     """
     root = _need_dir(root, "folder-tree")
@@ -100,7 +100,7 @@ def index_folder(root: Path, dataset: str | None = None, **_: Any) -> list[dict[
                 if label == "live":
                     attack = "none"
                 else:
-                    attack = rel.parts[0] if len(rel.parts) > 1 else "unknown"
+                    attack = rel.parts[0] if len(rel.parts) > 1 else "attack"
                 rows.append(_row(f, label, attack, name, video=_video_id(f, root), split=split))
     if not rows:
         raise BadDataError(f"{root}: no images or videos found under live/ or spoof/")

@@ -45,9 +45,9 @@ from vitfas.data.manifest import (
     write_manifest,
 )
 from vitfas.data.video import is_video_file, read_frame, sample_frames
+from vitfas.distributed import barrier, broadcast_object, get_rank, shard_indices
 from vitfas.errors import BadConfigError, BadDataError, BadImageError, BadVideoError
 from vitfas.faces import CropRecipe, Face
-from vitfas.train.distributed import barrier, broadcast_object, get_rank, shard_indices
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,24 @@ class PrepareSettings:
     def to_dict(self) -> dict[str, Any]:
         return {"recipe": self.recipe.to_dict(), "frames": self.frames,
                 "format": self.image_format}
+
+
+def changed_settings(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """``(field, old value, new value)`` for each setting that differs, nested fields named
+    with dots (``recipe.size``)."""
+
+    def flat(d: Any, prefix: str = "") -> dict[str, Any]:
+        if not isinstance(d, dict):
+            return {prefix: d}
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}."))
+        return out
+
+    a = {k.rstrip("."): v for k, v in flat(old).items()}
+    b = {k.rstrip("."): v for k, v in flat(new).items()}
+    return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
+            if k in b and a.get(k) != b.get(k)]
 
 
 def _unit_key(src: Path, frame: str) -> str:
@@ -218,9 +236,11 @@ def prepare(
         old = json.loads(cfg_file.read_text())
         if {k: old.get(k) for k in cfg} != cfg:
             if not overwrite:
+                changed = "; ".join(f"{k}: {a!r} before, {b!r} now"
+                                    for k, a, b in changed_settings(old, cfg))
                 raise BadConfigError(
-                    f"{cfg_file}: this folder was prepared with other settings {old}; "
-                    f"now {cfg}. Use another folder or --overwrite")
+                    f"{cfg_file}: this folder was prepared with other settings ({changed}). "
+                    f"Use another folder, or --overwrite to redo it")
             if get_rank() == 0:
                 for p in parts.glob("*.json") if parts.is_dir() else []:
                     p.unlink()

@@ -41,6 +41,7 @@ from typing import Any
 import torch
 
 from vitfas.errors import BadConfigError
+from vitfas.metrics.calibration import scaled_softmax
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +195,7 @@ def _explain(bundle: Any, data_dir: Path, examples: list[dict[str, str]], out_di
     x = torch.from_numpy(pred.preprocess(crops))
     with torch.no_grad():
         e = explain(model, x, "rollout")
-    probs = torch.softmax(e.logits, -1)[:, bundle.live_index].numpy()
+    probs = scaled_softmax(e.logits, bundle.temperature)[:, bundle.live_index].numpy()
     files, items = [], []
     for r, crop, m, s in zip(examples, crops, e.maps.numpy(), probs):
         big = cv2.resize(crop, (crop.shape[1] * zoom, crop.shape[0] * zoom),
@@ -229,8 +230,9 @@ def _predict(bundle: Any, data_dir: Path, examples: list[dict[str, str]],
     from tqdm import tqdm
 
     from vitfas.bundle import Bundle
-    from vitfas.predict import Predictor, expand_inputs
-    from vitfas.predict_cli import predict_one
+    from vitfas.data.inputs import expand_inputs
+    from vitfas.predict import Predictor
+    from vitfas.predict.cli import predict_one
 
     out_dir.mkdir(parents=True, exist_ok=True)
     pre = {**bundle.preprocessing, "detector": "none", "crop_scale": 1.0}

@@ -2,12 +2,16 @@
 
 ::
 
-    vitfas explain BUNDLE IMAGE... -o DIR [--method rollout|grad-rollout|attention]
+    vitfas explain BUNDLE PATH... -o DIR [--method rollout|grad-rollout|attention]
                    [--layer L] [--head H] [--head-fusion mean|max|min] [--discard-ratio R]
                    [--query auto|cls|dist|mean|INDEX] [--class NAME|INDEX] [--all-heads]
     vitfas explain MODEL_OR_BUNDLE --pos-embed -o DIR
 
-For every face of every image it writes ``<stem>.face<k>.<method>.crop.png`` (the heatmap
+PATH is an image, a video (``--frames`` frames sampled uniformly, each explained as an image
+named ``<stem>.frame<i>``) or a folder walked for both, as ``vitfas predict`` takes them
+(:func:`vitfas.data.inputs.expand_inputs`). Faces are numbered from 0, largest first, as in
+``vitfas predict`` and the web page. For every face of every image it writes
+``<stem>.face<k>.<method>.crop.png`` (the heatmap
 over the crop the model saw, at the crop's size) and ``<stem>.face<k>.<method>.image.png``
 (the same heatmap drawn back onto the original photo through the crop box, at the photo's
 size); ``--all-heads`` adds ``<stem>.face<k>.layers_heads.png``. Unreadable images and
@@ -33,7 +37,7 @@ from vitfas.errors import (
     BadCheckpointError,
     BadConfigError,
     BadImageError,
-    NoFaceError,
+    BadVideoError,
 )
 from vitfas.explain.explainer import METHODS, explain, layer_head_maps
 from vitfas.explain.overlay import (
@@ -51,6 +55,7 @@ from vitfas.explain.posembed import (
     similarity_maps,
 )
 from vitfas.explain.rollout import HEAD_FUSIONS
+from vitfas.metrics.calibration import scaled_softmax
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +76,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("source", metavar="BUNDLE|MODEL",
                    help="a model bundle folder; with --pos-embed also a registry name, a "
                         "checkpoint file or folder, or hf-hub:org/repo")
-    p.add_argument("images", nargs="*", metavar="IMAGE", help="photos to explain")
+    p.add_argument("images", nargs="*", metavar="PATH",
+                   help="images, videos or folders (walked recursively), as predict takes them")
     p.add_argument("-o", "--out", required=True, type=Path, metavar="DIR",
                    help="output folder for the PNGs")
     p.add_argument("--pos-embed", action="store_true",
@@ -100,6 +106,9 @@ def register(subparsers: Any) -> None:
                    help="grad-rollout: class name or index to explain (default: predicted)")
     p.add_argument("--all-heads", action="store_true",
                    help="also write a grid of every block x head attention map per face")
+    p.add_argument("--frames", type=int, default=None, metavar="N",
+                   help="frames sampled uniformly from each video (default: the bundle's "
+                   "frames_per_video, else 8)")
     p.add_argument("--whole-image", action="store_true",
                    help="treat each image as the face crop (no face detection)")
     p.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity (default 0.5)")
@@ -140,7 +149,7 @@ def load_any_model(
         return load_model(source if source.startswith("hf-hub:") else p, arch).eval().to(device)
     if "/" in source or source.endswith((".pt", ".pth", ".bin", ".safetensors", ".npz")):
         raise BadCheckpointError(f"{source}: no such file or folder")
-    from vitfas.models import create_model
+    from vitfas.weights import create_model
 
     return create_model(source, pretrained=True if pretrained else None).eval().to(device)
 
@@ -219,11 +228,33 @@ def _target(arg: str | None, class_names: list[str]) -> int | None:
     raise BadConfigError(f"--class {arg!r} is neither a class name {class_names} nor an index")
 
 
-def _unique_stem(path: Path, used: set[str]) -> str:
-    stem, k = path.stem, 1
+def _read_inputs(paths: list[str], n_frames: int, quiet: bool) -> Any:
+    """``(path, frame index or None, RGB image or None, error or None)`` for every image and
+    every sampled video frame under ``paths`` (:func:`vitfas.data.inputs.expand_inputs`).
+    A file that cannot be read gives one item with its error, and the walk goes on."""
+    from tqdm import tqdm
+
+    from vitfas.data.inputs import expand_inputs, kind_of
+    from vitfas.data.video import sample_frames
+
+    for path in tqdm(expand_inputs(paths), desc="explain", unit="file", disable=quiet):
+        try:
+            if kind_of(path) == "video":
+                frames = sample_frames(path, n_frames)
+            else:
+                frames = [(None, load_image(path))]
+        except (BadImageError, BadVideoError) as exc:
+            yield path, None, None, str(exc)
+            continue
+        for frame, rgb in frames:
+            yield path, frame, rgb, None
+
+
+def _unique_stem(base: str, used: set[str]) -> str:
+    stem, k = base, 1
     while stem in used:
         k += 1
-        stem = f"{path.stem}_{k}"
+        stem = f"{base}_{k}"
     used.add(stem)
     return stem
 
@@ -251,6 +282,8 @@ def run(args: argparse.Namespace) -> int:
         return _usage(f"--discard-ratio must be in [0, 1), got {args.discard_ratio}")
     if args.batch_size < 1:
         return _usage("--batch-size must be at least 1")
+    if args.frames is not None and args.frames < 1:
+        return _usage("--frames must be at least 1")
     return run_images(args)
 
 
@@ -279,8 +312,7 @@ def run_pos_embed(args: argparse.Namespace) -> int:
 
 
 def run_images(args: argparse.Namespace) -> int:
-    """``vitfas explain BUNDLE IMAGE... -o DIR``."""
-    from tqdm import tqdm
+    """``vitfas explain BUNDLE PATH... -o DIR``."""
 
     from vitfas.bundle import load_bundle
 
@@ -321,7 +353,7 @@ def run_images(args: argparse.Namespace) -> int:
             target=target,
         )
         grid_maps = layer_head_maps(model, x, args.query)[0] if args.all_heads else None
-        probs = e.logits.softmax(dim=-1)
+        probs = scaled_softmax(e.logits, bundle.temperature)  # P as predict/eval give it
         lay = e.layout
         for b, (i, k, face) in enumerate(pending):
             base = args.out / f"{stems[i]}.face{k}.{args.method}"
@@ -356,20 +388,21 @@ def run_images(args: argparse.Namespace) -> int:
             records[i]["faces"].append(rec)
         pending.clear()
 
-    for path in tqdm([Path(p) for p in args.images], desc="explain", unit="img",
-                     disable=args.quiet):
-        try:
-            rgb = load_image(path)
-            faces = faces_of(rgb, recipe)
-            if not faces:
-                raise NoFaceError(f"{path}: no face found")
-        except (BadImageError, NoFaceError) as exc:
-            log.warning("skipped %s", exc)
-            skipped.append({"image": str(path), "error": str(exc)})
+    n_frames = args.frames or int(pre.get("frames_per_video") or 8)
+    for path, frame, rgb, error in _read_inputs(args.images, n_frames, args.quiet):
+        where = f"{path} frame {frame}" if frame is not None else str(path)
+        faces = faces_of(rgb, recipe) if rgb is not None else []
+        if rgb is not None and not faces:
+            error = f"{where}: no face found (failure to acquire)"
+        if error is not None:  # reported once, in the summary
+            skipped.append({"image": str(path), "error": error}
+                           | ({"frame": frame} if frame is not None else {}))
             continue
         i = len(records)
-        records.append({"image": str(path), "faces": []})
-        images[i], stems[i] = rgb, _unique_stem(path, used)
+        records.append({"image": str(path), "faces": []}
+                       | ({"frame": frame} if frame is not None else {}))
+        base = path.stem if frame is None else f"{path.stem}.frame{frame}"
+        images[i], stems[i] = rgb, _unique_stem(base, used)
         for k, face in enumerate(faces):
             pending.append((i, k, face))
             if len(pending) >= args.batch_size:
@@ -387,14 +420,15 @@ def run_images(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         for r in records:
+            at = f"{r['image']} frame {r['frame']}" if "frame" in r else r["image"]
             for f in r["faces"]:
                 live = f" P(live)={f['p_live']:.3f}" if "p_live" in f else ""
-                print(f"{r['image']} face {f['face']}: {f['predicted']}{live} -> "
+                print(f"{at} face {f['face']}: {f['predicted']}{live} -> "
                       f"{', '.join(Path(x).name for x in f['files'])}")
         print(f"wrote {n_files} PNGs for {ok} image(s) to {args.out}"
               + (f"; skipped {len(skipped)}" if skipped else ""))
-        for s in skipped:
-            print(f"  skipped {s['image']}: {s['error']}")
+        for s in skipped:  # each message names its file
+            print(f"  skipped: {s['error']}")
     return 1 if skipped else 0
 
 

@@ -2,7 +2,9 @@
 
 ``vitfas export BUNDLE --format onnx [-o model.onnx]``. The graph takes ``image``
 ``[B, 3, H, W]`` (normalised as the bundle's preprocessing says) and returns ``logits``
-``[B, num_classes]``. The batch axis is always dynamic; ``H`` and ``W`` are dynamic too when
+``[B, num_classes]`` (no softmax is baked in: the bundle's calibration temperature T, also
+recorded in the graph's metadata as ``vitfas.temperature``, is applied by the consumer,
+P = softmax(logits / T)). The batch axis is always dynamic; ``H`` and ``W`` are dynamic too when
 the model was built with ``dynamic_img_size=True`` (the position embedding is resampled
 inside the graph). Export uses the ``torch.export`` based exporter, which lowers the fused
 ``scaled_dot_product_attention`` of our blocks to plain ONNX ops.
@@ -146,6 +148,7 @@ def export_onnx(
         "vitfas.live_index": json.dumps(bundle.live_index),
         "vitfas.preprocessing": json.dumps(bundle.preprocessing),
         "vitfas.threshold": json.dumps(bundle.config.get("threshold")),
+        "vitfas.temperature": json.dumps(bundle.temperature),
     }
     for k, v in meta.items():
         p = proto.metadata_props.add()

@@ -66,14 +66,6 @@ def _quiet() -> Iterator[None]:
         root.setLevel(old)
 
 
-def probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """``[B, C]`` logits -> ``[B, C]`` softmax probabilities (float64), logits / temperature."""
-    z = np.asarray(logits, dtype=np.float64) / float(temperature)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def agreement(p_ref: np.ndarray, p_new: np.ndarray, threshold: float) -> dict[str, Any]:
     """How far P(live) ``[N]`` of a new runtime is from the reference's.
 
@@ -227,7 +219,8 @@ def quantize_int8(
         quantize_static,
     )
 
-    from vitfas.export.runtime import onnx_runtime, torch_runtime
+    from vitfas.metrics.calibration import scaled_softmax
+    from vitfas.predict.runtime import onnx_runtime, torch_runtime
 
     if calib_method not in CALIB_METHODS:
         raise BadConfigError(f"calibration method must be one of {CALIB_METHODS}, got "
@@ -285,10 +278,12 @@ def quantize_int8(
     ref_rt = torch_runtime(bundle.model)
     int8_rt = onnx_runtime(out, name="onnx-int8")
     live = bundle.live_index if bundle.live_index is not None else 0
-    temperature = float(bundle.config.get("temperature") or 1.0)
+    t = bundle.temperature  # the same logits -> P(live) step as Predictor
     threshold = bundle.threshold if bundle.threshold is not None else 0.5
-    ref = np.concatenate([probabilities(ref_rt(x), temperature)[:, live] for x in batches])
-    new = np.concatenate([probabilities(int8_rt(x), temperature)[:, live] for x in batches])
+    ref = np.concatenate([scaled_softmax(ref_rt(x).astype(np.float64), t)[:, live]
+                          for x in batches])
+    new = np.concatenate([scaled_softmax(int8_rt(x).astype(np.float64), t)[:, live]
+                          for x in batches])
     check = agreement(ref, new, threshold)
     check["on"] = ("calibration crops" if calibrate is not None
                    else f"{len(batches)} random images")
@@ -310,5 +305,5 @@ def bundle_onnx_is_current(bundle: Any, path: str | Path) -> bool:
         "vitfas.quantization" not in meta
 
 
-__all__ = ["agreement", "bundle_onnx_is_current", "calibration_batches", "probabilities",
-           "quantize_int8", "random_batches"]
+__all__ = ["agreement", "bundle_onnx_is_current", "calibration_batches", "quantize_int8",
+           "random_batches"]

@@ -21,12 +21,17 @@ Conventions (the whole module follows them; ``docs/metrics.md`` has every formul
 * Thresholds are chosen on one split (``dev``) with :func:`select_threshold` and applied
   unchanged to the others. The only exception, ``hter_at_own_eer_threshold``, is labelled
   "comparable to published OCIM tables".
+* When the EER is reached over an interval of thresholds (e.g. classes that separate
+  completely on dev: anything in the gap gives 0/0), the EER threshold is the interval's
+  midpoint, in logit space for probabilities, and the interval's width is reported as the
+  dev **margin** (:func:`eer`, :func:`midpoint`).
 
 Main API: :class:`Scores` (one split's scores), :func:`error_rates` (everything at one
 threshold), :func:`eer`, :func:`auc`, :func:`tpr_at_fpr`, :func:`bpcer_at_apcer`,
 :func:`select_threshold`, :func:`summarize` (one split, all figures),
 :func:`evaluate` (threshold on dev, figures on every split; the dict for ``metrics.json``),
-:func:`aggregate_videos` (frame scores -> video scores).
+:func:`aggregate_videos` (frame scores -> video scores). Calibration (temperature, ECE,
+reliability bins) lives in :mod:`vitfas.metrics.calibration`.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from typing import Any, Literal
 import numpy as np
 
 from vitfas.errors import BadConfigError, BadDataError
+from vitfas.metrics.calibration import DEFAULT_BINS, reliability
 
 log = logging.getLogger(__name__)
 
@@ -417,36 +423,115 @@ def curve(s: Scores, attack_fta: AttackFTA = "reject") -> Curve:
     return Curve(thr, pooled, amax, per, bpcer)
 
 
+LOGIT_EPS = 1e-7  # scores are clipped to [eps, 1 - eps] before the logit
+_D_TOL = 1e-12  # |BPCER - FAR| below this counts as equal (rates are ratios of counts)
+
+
+def _logit(p: float) -> float:
+    q = min(max(float(p), LOGIT_EPS), 1.0 - LOGIT_EPS)
+    return math.log(q / (1.0 - q))
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+
+
+def is_probability(s: Scores) -> bool:
+    """True when every acquired score of ``s`` lies in [0, 1] (scores are probabilities)."""
+    v = s.scores[~s.fta]
+    return bool(v.size == 0 or (v.min() >= 0.0 and v.max() <= 1.0))
+
+
+def midpoint(low: float, high: float, probability: bool) -> tuple[float, str]:
+    """A threshold strictly above ``low`` and at most ``high``, halfway between them.
+
+    For probabilities, the midpoint in logit space, ``sigmoid((logit(low) + logit(high)) / 2)``
+    with both ends clipped to ``[LOGIT_EPS, 1 - LOGIT_EPS]`` first (so 0 and 1 are allowed);
+    otherwise (or when clipping leaves no room: both ends within ``LOGIT_EPS`` of 0 or of 1)
+    the linear midpoint ``(low + high) / 2``. Returns ``(threshold, "logit" | "linear")``.
+    """
+    if probability:
+        t = _sigmoid((_logit(low) + _logit(high)) / 2.0)
+        if low < t <= high:
+            return t, "logit"
+    t = low + (high - low) / 2.0
+    return (t if low < t <= high else high), "linear"
+
+
 @dataclass(frozen=True)
 class EER:
-    """Equal error rate and the (interpolated) threshold where it occurs."""
+    """Equal error rate, the threshold where it occurs and how that threshold was found.
+
+    ``rule`` is one of ``"interval midpoint (logit)"``, ``"interval midpoint (linear)"``
+    (FAR = BPCER = EER for every threshold in ``(low, high]``), ``"interpolated"`` (FAR and
+    BPCER cross between two operating points: a single point, margin 0), ``"no crossing"``
+    (BPCER > FAR already at the lowest threshold, or FAR > BPCER at the highest: only
+    through failures to acquire) and ``"interval edge (unbounded)"`` (the interval is open
+    at one end; only through failures to acquire).
+    ``low``/``high`` bound the interval (``None`` for an open end); ``margin`` is its width
+    ``high - low`` in score units and ``margin_logit`` = ``logit(high) - logit(low)`` (clipped
+    as in :func:`midpoint`; ``None`` when the scores are not probabilities).
+    """
 
     value: float
     threshold: float
+    rule: str = "interpolated"
+    low: float | None = None
+    high: float | None = None
+    margin: float | None = None
+    margin_logit: float | None = None
+
+    def margin_dict(self) -> dict[str, Any]:
+        """``{"interval": [low, high], "score": margin, "logit": margin_logit, "rule"}``."""
+        return {"interval": [self.low, self.high], "score": self.margin,
+                "logit": self.margin_logit, "rule": self.rule}
 
 
 def eer(s: Scores, attack_fta: AttackFTA = "reject") -> EER:
-    """Equal error rate of pooled APCER (FAR) and BPCER (FRR).
+    """Equal error rate of pooled APCER (FAR) and BPCER (FRR), and its threshold.
 
     Rule: walk the operating points by ascending threshold; ``d_k = BPCER_k - FAR_k`` is
-    non-decreasing. At the first ``k`` with ``d_k >= 0``: if ``d_k == 0`` the EER is
-    ``FAR_k`` at threshold ``t_k``; otherwise the segment between points ``k-1`` and ``k``
-    is intersected with ``FAR == BPCER``: ``a = -d_{k-1} / (d_k - d_{k-1})``,
-    ``EER = FAR_{k-1} + a (FAR_k - FAR_{k-1})`` and the threshold is interpolated the same
-    way, ``t_{k-1} + a (t_k - t_{k-1})``. If already ``d_0 > 0`` at the lowest threshold
-    (only possible through bona fide FTAs), EER = ``(FAR_0 + BPCER_0) / 2`` at ``t_0``.
+    non-decreasing (``|d_k| <= 1e-12`` counts as 0).
+
+    * ``d_k == 0`` for ``k`` in ``k1..k2``: FAR and BPCER are constant there and every
+      threshold in the interval ``(t_{k1-1}, t_{k2}]`` gives EER = ``FAR_{k1}`` (for example
+      any threshold in the gap between two completely separated classes gives 0/0). The
+      threshold is the interval's midpoint, in logit space when the scores are probabilities
+      (:func:`midpoint`); the interval's width is the **margin**. (With ``k1 = 0`` or ``t_{k2}``
+      the top sentinel, the interval is unbounded and ``t_{k1}`` is kept.)
+    * otherwise, at the first ``k`` with ``d_k > 0``, the segment between points ``k-1`` and
+      ``k`` is intersected with ``FAR == BPCER``: ``a = -d_{k-1} / (d_k - d_{k-1})``,
+      ``EER = FAR_{k-1} + a (FAR_k - FAR_{k-1})`` and the threshold is interpolated the same
+      way, ``t_{k-1} + a (t_k - t_{k-1})`` (margin 0).
+    * if already ``d_0 > 0`` at the lowest threshold (only possible through bona fide FTAs),
+      EER = ``(FAR_0 + BPCER_0) / 2`` at ``t_0`` (and likewise at the top sentinel when
+      ``d < 0`` everywhere, only possible through accepted attack FTAs).
     """
     c = curve(s, attack_fta)
     d = c.bpcer - c.apcer_pooled
-    k = int(np.argmax(d >= 0)) if (d >= 0).any() else len(d) - 1
-    if d[k] == 0:
-        return EER(float(c.apcer_pooled[k]), float(c.thresholds[k]))
+    d = np.where(np.abs(d) <= _D_TOL, 0.0, d)
+    zero = np.flatnonzero(d == 0)
+    prob = is_probability(s)
+    last = len(d) - 1
+    if zero.size:
+        k1, k2 = int(zero[0]), int(zero[-1])
+        value = float(c.apcer_pooled[k1])
+        if k1 == 0 or k2 == last:
+            lo = None if k1 == 0 else float(c.thresholds[k1 - 1])
+            hi = None if k2 == last else float(c.thresholds[k2])
+            return EER(value, float(c.thresholds[k1]), "interval edge (unbounded)", lo, hi)
+        lo, hi = float(c.thresholds[k1 - 1]), float(c.thresholds[k2])
+        t, space = midpoint(lo, hi, prob)
+        return EER(value, t, f"interval midpoint ({space})", lo, hi, hi - lo,
+                   _logit(hi) - _logit(lo) if prob else None)
+    k = int(np.argmax(d > 0)) if (d > 0).any() else last
     if k == 0 or d[k] < 0:
-        return EER(float((c.apcer_pooled[k] + c.bpcer[k]) / 2), float(c.thresholds[k]))
+        t = float(c.thresholds[k])
+        return EER(float((c.apcer_pooled[k] + c.bpcer[k]) / 2), t, "no crossing")
     a = -d[k - 1] / (d[k] - d[k - 1])
     value = c.apcer_pooled[k - 1] + a * (c.apcer_pooled[k] - c.apcer_pooled[k - 1])
-    t = c.thresholds[k - 1] + a * (c.thresholds[k] - c.thresholds[k - 1])
-    return EER(float(value), float(t))
+    t = float(c.thresholds[k - 1] + a * (c.thresholds[k] - c.thresholds[k - 1]))
+    return EER(float(value), t, "interpolated", t, t, 0.0, 0.0 if prob else None)
 
 
 def own_eer_threshold(s: Scores, attack_fta: AttackFTA = "reject") -> float:
@@ -584,14 +669,53 @@ def parse_criterion(text: str | Criterion) -> Criterion:
 
 @dataclass(frozen=True)
 class Threshold:
-    """An operating threshold and how it was chosen; ``to_dict`` is the bundle's format."""
+    """An operating threshold and how it was chosen; ``to_dict`` is the bundle's format.
+
+    ``margin`` (EER criterion only) is the dev margin of :meth:`EER.margin_dict`:
+    ``{"interval": [low, high], "score": width, "logit": width in logits, "rule"}``.
+    """
 
     value: float
     criterion: str
     split: str | None
+    margin: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"value": float(self.value), "criterion": self.criterion, "split": self.split}
+        d: dict[str, Any] = {"value": float(self.value), "criterion": self.criterion,
+                             "split": self.split}
+        if self.margin is not None:
+            d["margin"] = dict(self.margin)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], criterion: str | None = None) -> Threshold:
+        """Inverse of :meth:`to_dict` (``criterion`` replaces the recorded one if given).
+
+        Raises:
+            BadDataError: no numeric ``value``.
+        """
+        try:
+            value = float(d["value"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadDataError(f"a threshold needs a numeric 'value'; found {dict(d)}") from exc
+        m = d.get("margin")
+        return cls(value, criterion or str(d.get("criterion", "given")), d.get("split"),
+                   dict(m) if m else None)
+
+
+def describe_margin(margin: Mapping[str, Any] | None) -> str:
+    """A threshold's EER margin in words, e.g. ``"0.697 (6.65 in logits), interval (0.3,
+    0.997]"``; ``""`` when there is none."""
+    if not margin:
+        return ""
+    lo, hi = (margin.get("interval") or [None, None])[:2]
+    w, wl = margin.get("score"), margin.get("logit")
+    if w is None:
+        return f"none (EER rule: {margin.get('rule')})"
+    if w == 0:
+        return "0 (the EER is reached at a single, interpolated threshold)"
+    text = f"{w:.4g}" + ("" if wl is None else f" ({wl:.4g} in logits)")
+    return text + f", interval ({lo:.6g}, {hi:.6g}]"
 
 
 def select_threshold(
@@ -602,7 +726,11 @@ def select_threshold(
 ) -> Threshold:
     """Choose a threshold on ``s`` (normally the dev split), to apply unchanged elsewhere.
 
-    * ``eer``: the interpolated EER threshold of :func:`eer`.
+    * ``eer``: the EER threshold of :func:`eer`: the midpoint (in logit space for
+      probabilities) of the interval of thresholds where FAR = BPCER, or the interpolated
+      crossing point when there is no such interval. The criterion names the rule, e.g.
+      ``"dev EER (interval midpoint, logit)"`` (``"dev EER"`` for the interpolated point), and
+      ``margin`` records the interval and its width.
     * ``apcer=x``: the lowest threshold where the worst attack type's APCER is ``<= x``
       (so BPCER is as small as the constraint allows); the threshold is a score of ``s``.
     * ``bpcer=x``: the highest threshold where BPCER is ``<= x`` (so APCER is as small as
@@ -611,7 +739,10 @@ def select_threshold(
     crit = parse_criterion(criterion)
     where = f"{split} " if split else ""
     if crit.kind == "eer":
-        return Threshold(eer(s, attack_fta).threshold, f"{where}EER".strip(), split)
+        e = eer(s, attack_fta)
+        rule = e.rule.replace(" (", ", ").rstrip(")")  # "interval midpoint, logit"
+        label = "EER" if e.rule == "interpolated" else f"EER ({rule})"
+        return Threshold(e.threshold, f"{where}{label}".strip(), split, e.margin_dict())
     c = curve(s, attack_fta)
     if crit.kind == "apcer":
         ok = np.flatnonzero(c.apcer_max <= crit.target + 1e-12)
@@ -641,13 +772,19 @@ def summarize(
     threshold: float | Threshold,
     attack_fta: AttackFTA = "reject",
     fpr: float = 0.01,
+    ece_bins: int = DEFAULT_BINS,
 ) -> dict[str, Any]:
     """Every figure for one split: error rates at ``threshold`` and threshold-free metrics.
 
     Keys: ``counts``, ``at_threshold`` (:meth:`ErrorRates.to_dict`), ``eer``,
-    ``eer_threshold``, ``auc``, ``tpr_at_fpr`` ({fpr, value, threshold}), ``bpcer20``,
-    ``bpcer100`` ({value, threshold}), ``hter_at_own_eer_threshold`` ({value, threshold,
-    label: "comparable to published OCIM tables"}). Needs both classes.
+    ``eer_threshold``, ``eer_margin`` (:meth:`EER.margin_dict`: the interval of thresholds
+    reaching the EER, its width in score and logit units, the rule), ``auc``, ``tpr_at_fpr``
+    ({fpr, value, threshold}), ``bpcer20``, ``bpcer100`` ({value, threshold}),
+    ``hter_at_own_eer_threshold`` ({value, threshold, label: "comparable to published OCIM
+    tables"}), ``calibration`` ({ece, bins, n, reliability: [{low, high, n, mean_score,
+    live_rate}]} over ``ece_bins`` equal-width bins, see :mod:`vitfas.metrics.calibration`;
+    ``ece`` and ``reliability`` are null when the scores are not all in [0, 1]). Needs both
+    classes.
     """
     _require(s, "summarize")
     t = threshold.value if isinstance(threshold, Threshold) else float(threshold)
@@ -655,11 +792,13 @@ def summarize(
     own_t = own_eer_threshold(s, attack_fta)
     own = error_rates(s, own_t, attack_fta)
     tp = tpr_at_fpr(s, fpr, attack_fta)
+    rel = reliability(s.scores, s.is_live, ece_bins)
     return {
         "counts": s.counts(),
         "at_threshold": error_rates(s, t, attack_fta).to_dict(),
         "eer": e.value,
         "eer_threshold": e.threshold,
+        "eer_margin": e.margin_dict(),
         "auc": auc(s, attack_fta),
         "tpr_at_fpr": {"fpr": fpr, **tp.to_dict()},
         "bpcer20": bpcer_at_apcer(s, 0.05, attack_fta).to_dict(),
@@ -669,6 +808,8 @@ def summarize(
             "threshold": own_t,
             "label": OCIM_LABEL + " (threshold chosen on this split itself: optimistic)",
         },
+        "calibration": rel.to_dict() if rel is not None else {
+            "ece": None, "bins": int(ece_bins), "n": int((~s.fta).sum()), "reliability": None},
     }
 
 
@@ -682,6 +823,10 @@ CONVENTIONS = {
     "bpcer100": "BPCER at the lowest threshold with max-over-attack-type APCER <= 1%",
     "tpr_at_fpr": "largest 1-BPCER with pooled APCER <= fpr",
     "undefined": "null = no presentations of that kind in the split (never 0)",
+    "eer_threshold": "midpoint of the interval of thresholds with FAR = BPCER (in logit space "
+                     "for scores in [0, 1]); interpolated crossing when there is no interval",
+    "ece": "sum over equal-width bins of (n_bin / n) |live rate - mean score|, acquired "
+           "presentations only",
 }
 
 
@@ -692,6 +837,7 @@ def evaluate(
     threshold: float | Threshold | None = None,
     attack_fta: AttackFTA = "reject",
     fpr: float = 0.01,
+    ece_bins: int = DEFAULT_BINS,
 ) -> dict[str, Any]:
     """The dev -> test protocol: choose the threshold on ``threshold_split``, apply it to all.
 
@@ -699,9 +845,10 @@ def evaluate(
         splits: e.g. ``{"dev": Scores, "test": Scores}``.
         criterion: see :func:`select_threshold`; ignored when ``threshold`` is given.
         threshold: a fixed threshold (e.g. the bundle's) instead of choosing one.
+        ece_bins: equal-width bins of the reliability diagram and the ECE.
 
     Returns:
-        ``{"conventions", "attack_fta", "threshold": {value, criterion, split},
+        ``{"conventions", "attack_fta", "threshold": {value, criterion, split[, margin]},
         "splits": {name: summarize(...)}}``, ready for ``json.dump``.
 
     Raises:
@@ -723,7 +870,8 @@ def evaluate(
         "conventions": dict(CONVENTIONS),
         "attack_fta": attack_fta,
         "threshold": thr.to_dict(),
-        "splits": {name: summarize(sc, thr, attack_fta, fpr) for name, sc in splits.items()},
+        "splits": {name: summarize(sc, thr, attack_fta, fpr, ece_bins)
+                   for name, sc in splits.items()},
     }
 
 

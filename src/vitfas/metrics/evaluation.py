@@ -2,9 +2,10 @@
 
 Steps: load the bundle (:func:`vitfas.bundle.load_bundle`), read the manifest through
 ``vitfas.data.datasets.ManifestDataset`` with the bundle's own preprocessing, score every
-row of the dev and test splits (score = softmax(logits)[live_index] = P(live)), choose or
-take the operating threshold, compute frame-level and video-level metrics
-(:func:`vitfas.metrics.evaluate`) and write the report (:func:`write_report`).
+row of the dev and test splits (score = softmax(logits / T)[live_index] = P(live), T the
+bundle's calibration temperature, 1 when it has none), choose or take the operating
+threshold, compute frame-level and video-level metrics (:func:`vitfas.metrics.evaluate`),
+with the dev margin and the ECE, and write the report (:func:`write_report`).
 
 Failures to acquire: a row whose ``fta`` column is ``1``/``true``/``yes`` or whose ``path``
 is empty is an FTA; a row whose image cannot be read is also counted as an FTA (and listed
@@ -25,18 +26,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from vitfas.distributed import distributed_map, get_rank, init_distributed
 from vitfas.errors import BadCheckpointError, BadDataError, VitfasError
+from vitfas.metrics.calibration import scaled_softmax
 from vitfas.metrics.core import (
     LIVE_LABELS,
     Scores,
     Threshold,
     aggregate_videos,
+    describe_margin,
     evaluate,
     parse_criterion,
     select_threshold,
 )
 from vitfas.metrics.report import pct, write_report
-from vitfas.train.distributed import distributed_map, get_rank, init_distributed
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +123,8 @@ def score_manifest(
 ) -> ScoredManifest:
     """Score the rows of ``manifest`` (those of ``splits``; all if none matches) with ``bundle``.
 
-    Returns per-row P(live) (``[N]``, ``nan`` where FTA). FTA rows (see :func:`row_is_fta`)
+    Returns per-row P(live) = ``softmax(logits / T)[live_index]`` (``[N]``, ``nan`` where
+    FTA; ``T`` = ``bundle.temperature``). FTA rows (see :func:`row_is_fta`)
     are not read. ``open_dataset(manifest, bundle)`` builds the dataset (default:
     ``ManifestDataset`` with the bundle's preprocessing); its ``.rows`` are the manifest
     rows and item ``i`` is ``(image [3, H, W], label)``.
@@ -147,6 +151,7 @@ def score_manifest(
     scores = np.full(n, np.nan)
     unreadable: list[int] = []
     model = bundle.model.to(device).eval()
+    temperature = bundle.temperature
     if todo:
         cfg_size = getattr(bundle.model.config, "img_size", (224, 224))
         size = tuple(bundle.preprocessing.get("img_size") or cfg_size)
@@ -161,7 +166,8 @@ def score_manifest(
                        disable=not progress or get_rank() != 0)
             for imgs, js, ok in loader:
                 logits = model(imgs.to(device))
-                p = torch.softmax(logits.float(), dim=-1)[:, bundle.live_index].cpu().tolist()
+                p = scaled_softmax(logits.float(), temperature)[:, bundle.live_index]
+                p = p.cpu().tolist()
                 for j, okj, pj in zip(js.tolist(), ok.tolist(), p):
                     out[j] = pj if okj else None
                 bar.update(len(js))
@@ -206,6 +212,36 @@ def _check_both(name: str, level: str, s: Scores) -> None:
         )
 
 
+def manifest_for(data: str | Path, out_dir: str | Path | None = None) -> Path:
+    """The manifest to evaluate: ``data`` itself when it is a CSV file, or one indexed from
+    a dataset folder (``[split/]live/**`` and ``[split/]spoof/[attack_type/]**``, the layout
+    ``vitfas train`` reads as ``format: imagefolder``), written to ``out_dir/manifest.csv``
+    (a temporary folder when ``out_dir`` is ``None``).
+
+    Raises:
+        BadDataError: ``data`` does not exist, or a folder not in that layout.
+    """
+    p = Path(data)
+    if p.is_file():
+        return p
+    if not p.is_dir():
+        raise BadDataError(
+            f"{p} does not exist: give a manifest CSV (made by `vitfas data index ROOT -l "
+            f"LAYOUT -o manifest.csv`) or a dataset folder with live/ and spoof/ sub-folders"
+        )
+    import tempfile
+
+    from vitfas.data.layouts import index_dataset
+    from vitfas.data.manifest import write_manifest
+
+    rows = index_dataset("folder", p)
+    folder = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="vitfas-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    out = write_manifest(folder / "manifest.csv", rows)
+    log.info("indexed %d files of %s into %s", len(rows), p, out)
+    return out
+
+
 def run_eval(
     bundle_path: str | Path,
     manifest: str | Path,
@@ -232,6 +268,7 @@ def run_eval(
     from vitfas.bundle import load_bundle
 
     bundle = load_bundle(bundle_path, device=device)
+    manifest = manifest_for(manifest, out_dir)
     sm = score_manifest(bundle, manifest, [dev_split, test_split], batch_size, num_workers,
                         device, progress, open_dataset)
     present = {str(r.get("split", "")).strip() for r in sm.rows}
@@ -258,8 +295,7 @@ def run_eval(
         fixed = None
     elif bundle.threshold is not None:
         t = bundle.config.get("threshold") or {}
-        fixed = Threshold(bundle.threshold, f"{t.get('criterion', 'bundle')} (from the bundle)",
-                          t.get("split"))
+        fixed = Threshold.from_dict(t, f"{t.get('criterion', 'bundle')} (from the bundle)")
     elif dev_split in frame:
         criterion, fixed = "eer", None
     else:
@@ -337,9 +373,11 @@ def format_summary(payload: dict[str, Any]) -> str:
         res = payload[level]
         thr = res["threshold"]
         where = f", chosen on {thr['split']}" if thr.get("split") else ""
-        lines += ["", f"{level} level: threshold {thr['value']:.6g} ({thr['criterion']}{where})",
-                  f"  {'split':<8}{'n':>6}{'APCER max':>22}{'BPCER':>9}{'ACER':>9}{'HTER':>9}"
-                  f"{'EER':>9}{'AUC':>8}{'BPCER20':>9}"]
+        lines += ["", f"{level} level: threshold {thr['value']:.6g} ({thr['criterion']}{where})"]
+        if thr.get("margin"):
+            lines.append(f"  {thr.get('split') or 'dev'} margin: {describe_margin(thr['margin'])}")
+        lines.append(f"  {'split':<8}{'n':>6}{'APCER max':>22}{'BPCER':>9}{'ACER':>9}"
+                     f"{'HTER':>9}{'EER':>9}{'AUC':>8}{'BPCER20':>9}{'ECE':>8}")
         for name, sm in res["splits"].items():
             at = sm["at_threshold"]
             n = sm["counts"]["bona_fide"] + sm["counts"]["attack"]
@@ -347,7 +385,7 @@ def format_summary(payload: dict[str, Any]) -> str:
             lines.append(
                 f"  {name:<8}{n:>6}{worst:>22}{pct(at['bpcer']):>9}{pct(at['acer']):>9}"
                 f"{pct(at['hter']):>9}{pct(sm['eer']):>9}{sm['auc']:>8.4f}"
-                f"{pct(sm['bpcer20']['value']):>9}"
+                f"{pct(sm['bpcer20']['value']):>9}{_ece(sm):>8}"
             )
         for name, sm in res["splits"].items():
             o = sm["hter_at_own_eer_threshold"]
@@ -356,6 +394,12 @@ def format_summary(payload: dict[str, Any]) -> str:
     if "files" in payload:
         lines += ["", f"report: {payload['files']['markdown']}"]
     return "\n".join(lines)
+
+
+def _ece(summary: dict[str, Any]) -> str:
+    """A split's ECE as ``0.0123`` (``n/a`` when its scores are not probabilities)."""
+    e = (summary.get("calibration") or {}).get("ece")
+    return "n/a" if e is None else f"{e:.4f}"
 
 
 def _criterion_arg(text: str) -> str:
@@ -370,13 +414,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "eval",
         help="score a manifest with a model bundle; ISO/IEC 30107-3 metrics and a report",
-        description="Score every dev/test row of MANIFEST with BUNDLE, apply the operating "
+        description="Score every dev/test row of DATA with BUNDLE, apply the operating "
         "threshold (the bundle's, or one chosen on the dev split) unchanged to test, and "
         "report APCER per attack type, BPCER, ACER, HTER, EER, AUC, BPCER20/100 at frame and "
         "video level, with ROC/DET curves and histograms.",
     )
     p.add_argument("bundle", help="model bundle folder (from vitfas train)")
-    p.add_argument("manifest", help="manifest CSV (path,label,attack_type,...,split)")
+    p.add_argument("manifest", metavar="DATA",
+                   help="a manifest CSV (path,label,attack_type,...,split), or a dataset folder "
+                   "as train takes it ([split/]live/ and [split/]spoof/[attack_type/]), "
+                   "indexed into OUTPUT/manifest.csv")
     p.add_argument("--dev-split", default="dev", help="split to choose thresholds on")
     p.add_argument("--test-split", default="test", help="split to report")
     p.add_argument("--criterion", default=None, type=_criterion_arg,

@@ -8,6 +8,10 @@ For every level (``frame``, ``video``) the report holds:
 * ``{level}_hist_{split}.png``: score histograms of bona fide and each attack type, with
   the threshold.
 * ``{level}_confusion_{split}.png``: the confusion table at the threshold (also in Markdown).
+* ``{level}_reliability.png``: the reliability diagram of P(live) per split (mean score vs
+  live rate in equal-width bins, the diagonal is perfect calibration), with each split's
+  expected calibration error (ECE; also in Markdown). Left out when no split's scores are
+  probabilities.
 
 All figures are ``FIG_SIZE`` inches at ``DPI`` (600 x 450 px), saved without cropping so the
 size is fixed.
@@ -24,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from vitfas.metrics.core import OCIM_LABEL, Scores, curve
+from vitfas.metrics.core import OCIM_LABEL, Scores, curve, describe_margin
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +145,41 @@ def plot_histogram(s: Scores, threshold: float, path: Path, title: str) -> Path:
     return _save(plt, fig, path)
 
 
+def plot_reliability(result: Mapping[str, Any], path: Path, title: str) -> Path:
+    """Reliability diagram: per split, each non-empty bin's mean P(live) (x) against its live
+    rate (y), marker area by bin size; the diagonal is perfect calibration. Reads the
+    ``calibration`` block of every split in ``result`` (:func:`vitfas.metrics.summarize`)."""
+    plt, fig, ax = _figure()
+    ax.plot([0, 1], [0, 1], ":", color="grey", linewidth=0.8, label="perfectly calibrated")
+    for name, sm in result["splits"].items():
+        cal = sm.get("calibration") or {}
+        bins = [b for b in cal.get("reliability") or [] if b["n"] > 0]
+        if not bins:
+            continue
+        x = [b["mean_score"] for b in bins]
+        y = [b["live_rate"] for b in bins]
+        size = 20 + 180 * np.sqrt(np.array([b["n"] for b in bins]) / max(cal["n"], 1))
+        (line,) = ax.plot(x, y, "-", label=f"{name} (ECE {cal['ece']:.4f}, {cal['bins']} bins)")
+        ax.scatter(x, y, s=size, color=line.get_color(), alpha=0.7)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("mean P(live) in the bin")
+    ax.set_ylabel("share of bona fide in the bin")
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(plt, fig, path)
+
+
+def _calibration_rows(result: Mapping[str, Any]) -> list[str]:
+    lines = ["| split | ECE | bins | scored presentations |", "|---|---|---|---|"]
+    for name, sm in result["splits"].items():
+        cal = sm.get("calibration") or {}
+        ece = "n/a (scores not in [0, 1])" if cal.get("ece") is None else f"{cal['ece']:.4f}"
+        lines.append(f"| {name} | {ece} | {cal.get('bins')} | {cal.get('n')} |")
+    return lines
+
+
 def plot_confusion(at: Mapping[str, Any], path: Path, title: str) -> Path:
     """The confusion table (true class x decision) as a coloured grid."""
     plt, fig, ax = _figure()
@@ -214,7 +253,8 @@ def write_report(
 
     Returns:
         ``{name: path}`` of every file written (``"json"``, ``"markdown"``, ``"{level}_roc"``,
-        ``"{level}_det"``, ``"{level}_hist_{split}"``, ``"{level}_confusion_{split}"``).
+        ``"{level}_det"``, ``"{level}_hist_{split}"``, ``"{level}_confusion_{split}"``,
+        ``"{level}_reliability"`` when some split's scores are probabilities).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -238,7 +278,10 @@ def write_report(
             "",
             f"Operating threshold **{thr['value']:.6g}** ({thr['criterion']}"
             + (f", chosen on `{thr['split']}`" if thr.get("split") else "")
-            + f"), applied unchanged to every split. Attack FTAs counted as {fta_rule}.",
+            + f"), applied unchanged to every split. Attack FTAs counted as {fta_rule}."
+            + (f" Dev margin (width of the interval of thresholds reaching the "
+               f"{thr.get('split') or 'dev'} EER): {describe_margin(thr['margin'])}."
+               if thr.get("margin") else ""),
             "",
             *_summary_rows(res),
             "",
@@ -261,6 +304,15 @@ def write_report(
         files[f"{lvl}_det"] = plot_det(splits, res, out / f"{lvl}_det.png", res.get("attack_fta",
                                                                                     "reject"))
         md += [f"![{lvl} ROC]({lvl}_roc.png) ![{lvl} DET]({lvl}_det.png)", ""]
+        md += ["Calibration of P(live): expected calibration error over equal-width bins, "
+               "ECE = sum over bins of (n_bin / n) |share of bona fide - mean score| "
+               "(docs/metrics.md):", "", *_calibration_rows(res), ""]
+        if any((sm.get("calibration") or {}).get("ece") is not None
+               for sm in res["splits"].values()):
+            key = f"{lvl}_reliability"
+            files[key] = plot_reliability(res, out / f"{key}.png",
+                                          f"{lvl} reliability diagram (P(live))")
+            md += [f"![{lvl} reliability diagram]({key}.png)", ""]
         for name, s in splits.items():
             at = res["splits"][name]["at_threshold"]
             key = f"{lvl}_hist_{name}"

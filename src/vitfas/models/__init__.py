@@ -3,6 +3,7 @@
 from vitfas.models.attention import Attention, Block, DropPath, LayerScale, Mlp
 from vitfas.models.pos_embed import RelativePositionBias, resample_pos_embed, sincos_2d
 from vitfas.models.registry import (
+    build_from_architecture,
     create_model,
     get_entry,
     list_models,
@@ -21,6 +22,7 @@ __all__ = [
     "RelativePositionBias",
     "ViTConfig",
     "VisionTransformer",
+    "build_from_architecture",
     "create_model",
     "get_entry",
     "list_models",

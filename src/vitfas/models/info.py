@@ -1,4 +1,5 @@
-"""``vitfas info MODEL``: shapes, parameters, FLOPs and activation memory of a model.
+"""``vitfas info MODEL``: shapes, parameters, FLOPs and activation memory of a model;
+``vitfas info --list [GLOB]``: the registered names, parameter counts and public weights.
 
 Shapes and FLOPs are measured on PyTorch's ``meta`` device, so they are instant for any
 size (ViT-H included):
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -201,7 +203,50 @@ def format_info(info: ModelInfo) -> str:
     return "\n".join(lines)
 
 
+def list_table(pattern: str = "*") -> list[dict[str, Any]]:
+    """One row per registered name matching ``pattern``: ``name``, ``family`` (config
+    class), ``params`` (counted on the meta device, default head) and ``weights`` (the public
+    checkpoint ``create_model(name, pretrained=True)`` loads, or ``None``)."""
+    from vitfas.models.registry import create_model, get_entry, list_models
+
+    rows = []
+    for name in list_models(pattern):
+        entry = get_entry(name)
+        with torch.device("meta"):
+            model = create_model(name)
+        rows.append({
+            "name": name,
+            "family": type(entry.config).__name__.removesuffix("Config"),
+            "params": sum(p.numel() for p in model.parameters()),
+            "weights": entry.hub_id,
+        })
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """The listing ``vitfas info --list`` prints: name, parameters, public weights."""
+    width = max([len(r["name"]) for r in rows] + [5])
+    lines = [f"{'model':<{width}}  {'params':>9}  public weights"]
+    lines += [f"{r['name']:<{width}}  {r['params'] / 1e6:>8.2f}M  {r['weights'] or '-'}"
+              for r in rows]
+    with_weights = sum(r["weights"] is not None for r in rows)
+    lines.append(f"{len(rows)} models, {with_weights} with public weights "
+                 f"(create_model(name, pretrained=True) or model.pretrained: true)")
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.list is not None:
+        rows = list_table(args.list)
+        if not rows:
+            print(f"vitfas info: no model name matches {args.list!r}", file=sys.stderr)
+            return 1
+        print(json.dumps(rows, indent=2) if args.json else format_table(rows))
+        return 0
+    if args.model is None:
+        print("vitfas info: give a model name, or --list [GLOB] to see the names",
+              file=sys.stderr)
+        return 2
     size = None
     if args.img_size:
         size = (args.img_size[0], args.img_size[-1])
@@ -213,17 +258,29 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _complete_models(**_: Any) -> list[str]:
+    from vitfas.models.registry import list_models
+
+    return list_models()
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "info",
-        help="shapes, parameters, FLOPs and activation memory of a model",
+        help="list models, or show a model's shapes, size and cost",
         description="Report a model's stage shapes, parameter count, forward GFLOPs and "
-        "activation memory.",
+        "activation memory, or list the registered models (--list) with their parameter "
+        "counts and which have public weights.",
     )
-    p.add_argument("model", help="registry name, e.g. vit_base_patch16_224")
+    model = p.add_argument("model", nargs="?", help="registry name, e.g. vit_base_patch16_224")
+    model.completer = _complete_models  # type: ignore[attr-defined]
+    p.add_argument("--list", nargs="?", const="*", default=None, metavar="GLOB",
+                   help="list the registered models matching GLOB (all when omitted), e.g. "
+                   "'vit_*patch16*'")
     p.add_argument("--img-size", type=int, nargs="+", metavar="PX",
-                   help="input size: one value (square) or H W")
-    p.add_argument("--num-classes", type=int, default=None)
+                   help="input size: one value (square) or H W (default: the model's own)")
+    p.add_argument("--num-classes", type=int, default=None,
+                   help="head size (default: the model's own)")
     p.add_argument("--batch-size", type=int, default=32,
                    help="batch for the activation-memory figure (default 32)")
     p.add_argument("--json", action="store_true", help="machine-readable output")

@@ -1,8 +1,12 @@
 """Model registry: names -> (frozen config, model class, public checkpoint).
 
 ``register_model(name, config)`` adds an entry; ``create_model(name, **overrides)`` builds it
-with ``dataclasses.replace(config, **overrides)`` and optionally loads weights. Other model
+with ``dataclasses.replace(config, **overrides)``, with random weights. Other model
 families (DeiT, Swin, MAE) register their own configs and classes here.
+
+Models are the bottom layer of vitfas: nothing here reads checkpoints. Loading weights
+(``vitfas.create_model(name, pretrained=...)``) is :func:`vitfas.weights.create_model`,
+one layer up.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 
 from torch import nn
 
-from vitfas.errors import BadConfigError
+from vitfas.errors import BadCheckpointError, BadConfigError
 from vitfas.models.vit import VisionTransformer, vit_config
 
 
@@ -90,20 +94,28 @@ def create_model(
     img_size: int | tuple[int, int] | None = None,
     **overrides: Any,
 ) -> nn.Module:
-    """Build a registered model, optionally loading weights.
+    """Build a registered model with random weights.
 
     Args:
         name: a registry name such as ``"vit_base_patch16_224"``.
-        pretrained: ``None``/``False`` for random init; a path to a checkpoint in any format
-            :func:`vitfas.weights.load_checkpoint` reads; ``True`` for the public checkpoint
-            (fetched through ``huggingface_hub``); or ``"hf-hub:org/repo"``.
-        num_classes: head size; the checkpoint's head is dropped when it differs.
-        img_size: input size; the position embedding is resampled when it differs.
+        pretrained: must be ``None``/``False`` here; weights are loaded by
+            :func:`vitfas.create_model` (:func:`vitfas.weights.create_model`), which takes
+            the same arguments.
+        num_classes: head size.
+        img_size: input size.
         overrides: any other config field.
 
     Returns:
-        The model, in training mode, on the CPU.
+        The model, in training mode, on the CPU, with ``model.registry_name`` set.
+
+    Raises:
+        BadConfigError: unknown name or config keys, or ``pretrained`` given.
     """
+    if pretrained:
+        raise BadConfigError(
+            f"vitfas.models.create_model builds {name!r} with random weights; load "
+            f"pretrained={pretrained!r} with vitfas.create_model (vitfas.weights.create_model)"
+        )
     if num_classes is not None:
         overrides["num_classes"] = num_classes
     if img_size is not None:
@@ -111,10 +123,37 @@ def create_model(
     config = model_config(name, **overrides)
     model = get_entry(name).builder(config)
     model.registry_name = name
-    if pretrained:
-        from vitfas.weights import load_pretrained
+    return model
 
-        load_pretrained(model, name, pretrained)
+
+def build_from_architecture(arch: dict[str, Any]) -> nn.Module:
+    """Build a model from a bundle's ``architecture`` block (registry name + full config).
+
+    ``arch`` is ``{"name": registry name | None, "class": class name, "config": {...}}``
+    as :func:`vitfas.bundle.save_bundle` writes it; without a name, the first registry
+    entry whose builder has that class name is used. The weights are random.
+
+    Raises:
+        BadCheckpointError: no known model, or config keys the model does not have.
+    """
+    name, cfg = arch.get("name"), arch.get("config") or {}
+    if name:
+        entry = get_entry(name)
+    else:
+        cls_name = arch.get("class")
+        entry = next((e for e in _REGISTRY.values() if e.builder.__name__ == cls_name), None)
+        if entry is None:
+            raise BadCheckpointError(f"bundle architecture names no known model: {arch}")
+    config_cls = type(entry.config)
+    valid = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(cfg) - valid)
+    if unknown:
+        raise BadCheckpointError(
+            f"architecture config has unknown keys {unknown} for {config_cls.__name__}"
+        )
+    config = config_cls.from_dict(cfg) if hasattr(config_cls, "from_dict") else config_cls(**cfg)
+    model = entry.builder(config)
+    model.registry_name = name
     return model
 
 

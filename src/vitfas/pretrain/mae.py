@@ -7,7 +7,7 @@ gradient clipping, EMA, checkpoints every N steps, bit-for-bit resume, CSV and T
 logs. Every ``vis.every`` steps a PNG shows original / masked / reconstruction for a fixed
 set of images and a fixed mask, so the pictures of a run are comparable over time.
 
-The run folder (``output``) receives::
+The run folder (``out``, the same key as ``vitfas train``) receives::
 
     config.yaml          the resolved configuration
     last.pt, best.pt     engine checkpoints (resume with --resume)
@@ -33,10 +33,11 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from vitfas.distributed import get_rank
 from vitfas.errors import BadConfigError, BadDataError
 from vitfas.models.mae import MaskedAutoencoderViT
 from vitfas.train.config import load_config, save_config
-from vitfas.train.distributed import get_rank, is_fsdp
+from vitfas.train.distributed import is_fsdp
 from vitfas.train.engine import Engine, TrainerConfig, seed_everything, unwrap
 from vitfas.train.optim import OptimConfig
 
@@ -130,7 +131,7 @@ class MAEVisSection:
 class PretrainMAEConfig:
     """The whole ``pretrain-mae`` configuration (one YAML file)."""
 
-    output: str = "runs/mae"
+    out: str = "runs/mae"
     model: MAEModelSection = field(default_factory=MAEModelSection)
     data: MAEDataSection = field(default_factory=MAEDataSection)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -190,7 +191,14 @@ def collect_images(source: str | Path, split: str = "", quiet: bool = True) -> I
     elif src.is_file():
         rows = read_manifest(src)
         if split:
+            found = sorted({r["split"] for r in rows})
             rows = [r for r in rows if r["split"] == split]
+            if not rows:
+                raise BadDataError(
+                    f"manifest {src} has no row with split={split!r} (splits found: "
+                    f"{', '.join(map(repr, found)) or 'none'}); pick one with data.split=NAME, "
+                    f"or data.split= (empty) for every row"
+                )
         listed = []
         for r in rows:
             p = resolve_path(src, r)
@@ -403,11 +411,11 @@ def pretrain_mae(
         BadConfigError: bad configuration, or an existing run folder without ``resume``.
         BadDataError: no usable image.
     """
-    run_dir = Path(cfg.output)
+    run_dir = Path(cfg.out)
     if (run_dir / "last.pt").exists() and not resume:
         raise BadConfigError(
             f"{run_dir} already holds a run (last.pt); pass --resume to continue it or set "
-            f"output= to a new folder"
+            f"out= to a new folder"
         )
     if resume and not (run_dir / "last.pt").exists():
         raise BadConfigError(f"--resume: no checkpoint {run_dir / 'last.pt'} to resume from")
@@ -441,7 +449,7 @@ def pretrain_mae(
     exported = export_run(engine)
     losses = _logged_losses(run_dir)
     return {
-        "output": str(run_dir),
+        "out": str(run_dir),
         "images": len(images.paths),
         "skipped": len(images.skipped),
         "steps": result.step,
@@ -489,11 +497,12 @@ def register(subparsers: Any) -> None:
                     "(e.g. trainer.epochs=100 data.source=crops/).",
     )
     p.add_argument("config", help="YAML configuration (sections: model, data, trainer, optim, "
-                                  "vis; plus output)")
+                                  "vis; plus out, the run folder), or the name of a shipped "
+                                  "config (vitfas config list)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="override a config value, e.g. model.mask_ratio=0.6")
     p.add_argument("--resume", action="store_true",
-                   help="continue the run in `output` from its last.pt")
+                   help="continue the run in the run folder (out=) from its last.pt")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
 
@@ -511,7 +520,7 @@ def run(args: argparse.Namespace) -> int:
         if summary["first_loss"] is not None:
             print(f"loss: {summary['first_loss']:.4f} (first logged) -> "
                   f"{summary['last_loss']:.4f} (last)")
-        print(f"run folder: {summary['output']}")
+        print(f"run folder: {summary['out']}")
         print(f"encoder for fine-tuning: {summary.get('encoder')}")
         if summary["vis"]:
             print(f"reconstructions: {summary['vis']}")

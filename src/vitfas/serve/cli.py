@@ -11,6 +11,8 @@ import argparse
 import sys
 from typing import Any
 
+from vitfas.predict.runtime import add_runtime_arguments
+
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
@@ -20,23 +22,17 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("bundle", help="model bundle folder")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--runtime", choices=("torch", "torch-bf16", "onnx", "onnx-int8"),
-                   default="torch",
-                   help="torch (fp32), torch-bf16 (CPUs with native bf16 only), onnx (fp32 "
-                        "graph) or onnx-int8 (after `vitfas export BUNDLE --quantize int8`)")
-    p.add_argument("--onnx", metavar="FILE",
-                   help="ONNX graph (default BUNDLE/model.onnx, or model.int8.onnx for onnx-int8)")
-    p.add_argument("--detect-side", type=int, metavar="PX",
-                   help="detect faces on a copy at most PX pixels on its longer side (faster; "
-                        "480 keeps recall on the fixtures and webcam frames, see docs/serve.md)")
-    p.add_argument("--threads", type=int, help="onnxruntime threads (default: PyTorch's)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on; 0.0.0.0 serves every network interface")
+    p.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
+    add_runtime_arguments(p)
     p.add_argument("--max-batch", type=int, default=16, help="most face crops per forward")
     p.add_argument("--max-wait-ms", type=float, default=5.0,
                    help="how long a request waits for others to batch with")
-    p.add_argument("--max-upload-mb", type=float, default=10.0)
-    p.add_argument("--max-pixels", type=int, default=40_000_000)
+    p.add_argument("--max-upload-mb", type=float, default=10.0,
+                   help="largest accepted upload, in MB (larger ones get HTTP 413)")
+    p.add_argument("--max-pixels", type=int, default=40_000_000,
+                   help="largest accepted image, in pixels (decompression-bomb guard)")
     p.add_argument("--timeout", type=float, default=15.0, help="per-request timeout, seconds")
     p.add_argument("--no-explain", action="store_true", help="refuse ?explain=1")
     p.set_defaults(func=run)

@@ -21,6 +21,7 @@ Run(epochs=3, optim=Optim(lr=0.01))
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -228,7 +229,8 @@ def load_config(
 
     Args:
         cls: the top-level config dataclass.
-        path: a YAML file, or ``None`` to start from ``data`` (or the defaults).
+        path: a YAML file (relative to the current folder) or the name of a shipped
+            config (:mod:`vitfas.configs`), or ``None`` to start from ``data``.
         overrides: ``key.sub=value`` strings, applied in order after the file.
         data: a mapping used instead of a file.
 
@@ -237,23 +239,40 @@ def load_config(
             names the file and the key.
     """
     raw: Any = dict(data or {})
+    where = None
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise BadConfigError(f"config file {p} does not exist")
+        from vitfas.configs import resolve_config
+
+        file, text = resolve_config(path)
+        where = str(file) if file is not None else f"shipped config {path!r}"
         try:
-            raw = yaml.safe_load(p.read_text()) or {}
+            raw = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
-            raise BadConfigError(f"{p}: invalid YAML: {exc}") from exc
+            raise BadConfigError(f"{where}: invalid YAML: {exc}") from exc
         if not isinstance(raw, dict):
-            raise BadConfigError(f"{p}: expected a mapping at the top level, got {type(raw)}")
-    raw = apply_overrides(cls, raw, overrides)
+            raise BadConfigError(f"{where}: expected a mapping at the top level, got {type(raw)}")
+    try:
+        raw = apply_overrides(cls, raw, overrides)
+    except BadConfigError as exc:
+        raise BadConfigError(f"command line: {exc}") from exc
     try:
         return from_dict(cls, raw)
     except BadConfigError as exc:
-        if path is not None:
-            raise BadConfigError(f"{path}: {exc}") from exc
+        blamed = _blamed_override(str(exc), overrides)
+        if blamed is not None:
+            raise BadConfigError(f"command-line override {blamed!r}: {exc}") from exc
+        if where is not None:
+            raise BadConfigError(f"{where}: {exc}") from exc
         raise
+
+
+def _blamed_override(message: str, overrides: Sequence[str]) -> str | None:
+    """The override whose key (or a key under it) the error ``message`` is about, if any."""
+    for item in reversed(overrides):
+        key = item.split("=", 1)[0].strip()
+        if key and re.search(rf"(^|[\s'\[]){re.escape(key)}([\s:'.\]]|$)", message):
+            return item
+    return None
 
 
 def save_config(cfg: Any, path: str | Path) -> Path:

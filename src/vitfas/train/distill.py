@@ -244,7 +244,8 @@ def load_teacher(
                 ) from exc
             teacher = load_model(p)
         else:
-            from vitfas.models.registry import _REGISTRY, create_model
+            from vitfas.models.registry import _REGISTRY
+            from vitfas.weights import create_model
 
             name = str(teacher)
             if name not in _REGISTRY:

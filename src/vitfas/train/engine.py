@@ -4,7 +4,10 @@ The engine owns everything that is not specific to a task: data order and resuma
 sampling, the optimiser step (AdamW + warmup-cosine, see :mod:`vitfas.train.optim`), mixed
 precision, gradient clipping and norm logging, a NaN/Inf guard, an optional EMA of the
 weights, evaluation and best-checkpoint tracking, checkpoint/resume, and logging (tqdm, CSV,
-TensorBoard). A *task* object supplies the loss::
+TensorBoard). The loop is here; its pieces have their own modules: the resumable, seeded
+data order in :mod:`vitfas.train.sampler`, RNG seeding and state capture in
+:mod:`vitfas.train.rng`, the EMA in :mod:`vitfas.train.ema` and the CSV + TensorBoard
+logs in :mod:`vitfas.train.run_writer`. A *task* object supplies the loss::
 
     class MyTask:
         def training_step(self, model, batch) -> tuple[Tensor, dict[str, float]]:
@@ -38,19 +41,15 @@ number of processes. Checkpoint saving is collective: every rank calls it.
 from __future__ import annotations
 
 import copy
-import csv
 import itertools
 import logging
-import math
-import random
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -58,7 +57,12 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from vitfas.errors import BadCheckpointError, BadConfigError, VitfasError
 from vitfas.train import distributed as dist_utils
 from vitfas.train.config import to_dict
+from vitfas.train.distributed import unwrap
+from vitfas.train.ema import ModelEma
 from vitfas.train.optim import OptimConfig, WarmupCosine, build_optimizer
+from vitfas.train.rng import forked_rng, mix_seeds, rng_state, seed_everything, set_rng_state
+from vitfas.train.run_writer import RunWriter
+from vitfas.train.sampler import RangeSampler, ResumableSampler, SeededDataset
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +73,18 @@ __all__ = [
     "NonFiniteLossError",
     "ResumableSampler",
     "RunWriter",
+    "SeededDataset",
     "Task",
     "TrainerConfig",
+    "rng_state",
     "seed_everything",
+    "set_rng_state",
+    "split_batch",
     "unwrap",
 ]
+# ModelEma (train/ema.py), ResumableSampler and SeededDataset (train/sampler.py), RunWriter
+# (train/run_writer.py), the RNG helpers (train/rng.py) and unwrap (train/distributed.py)
+# live in their own modules and are re-exported here.
 
 CHECKPOINT_FORMAT = "vitfas-train-state"
 
@@ -188,19 +199,6 @@ class FitResult:
 
 
 # --------------------------------------------------------------------------- utilities
-def seed_everything(seed: int) -> None:
-    """Seed torch (CPU and CUDA), NumPy and Python's ``random``."""
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The model inside a ``DistributedDataParallel`` / ``DataParallel`` wrapper."""
-    return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) \
-        else model
-
-
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> CUDA when available, else CPU."""
     if name == "auto":
@@ -222,276 +220,6 @@ def to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
-def _mix(*xs: int) -> int:
-    """A 63-bit seed from integers (splitmix-style; stable across runs and platforms)."""
-    h = 0x9E3779B97F4A7C15
-    for x in xs:
-        h = (h ^ (int(x) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
-        h ^= h >> 31
-    return h & 0x7FFFFFFFFFFFFFFF
-
-
-@contextmanager
-def _forked_rng(seed: int | None = None) -> Iterator[None]:
-    """Run a block with torch / NumPy / Python RNGs seeded (or untouched), then restore."""
-    py, npy = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng(devices=[]):
-        if seed is not None:
-            torch.default_generator.manual_seed(seed)  # CPU only: what fork_rng restores
-            random.seed(seed)
-            np.random.seed(seed % (2**32))
-        try:
-            yield
-        finally:
-            random.setstate(py)
-            np.random.set_state(npy)
-
-
-def rng_state() -> dict[str, Any]:
-    """All RNG states the model-side randomness uses (checkpoint-safe types only)."""
-    _kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
-        "python": random.getstate(),
-    }
-
-
-def set_rng_state(state: Mapping[str, Any]) -> None:
-    """Inverse of :func:`rng_state`."""
-    torch.set_rng_state(state["torch"])
-    if state.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"],
-                         n["has_gauss"], n["gauss"]))
-    py = state["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
-
-
-# --------------------------------------------------------------------------- data order
-class ResumableSampler(Sampler):
-    """Epoch-seeded sample order that can start part-way and shard by rank.
-
-    Yields ``(index, sample_seed)`` pairs; :class:`SeededDataset` uses the seed to make each
-    sample's augmentation a pure function of ``(seed, epoch, position)``.
-
-    Args:
-        n: dataset length (used when ``base`` is None: a random permutation per epoch).
-        seed: run seed.
-        base: optional sampler deciding the order (e.g. class-balanced); it is drawn under a
-            generator seeded by ``(seed, epoch)`` (its ``generator`` attribute, if any, is
-            swapped for the draw) and after ``base.set_epoch(epoch)`` if it has one.
-        shuffle: permute (True) or keep dataset order (False, for evaluation).
-        rank, world_size: shard each epoch's order (padded by wrapping to a multiple):
-            rank ``r`` takes global positions ``r, r + world_size, ...``.
-
-    Positions are global: ``set_epoch(epoch, start)`` skips the first ``start`` samples of
-    the epoch's (padded) order, whichever ranks consumed them, and a sample's augmentation
-    seed depends on its global position only. A run can therefore resume on a different
-    number of processes, and the first ``k`` optimiser steps see the same samples for any
-    world size with the same global batch.
-    """
-
-    def __init__(self, n: int, seed: int = 0, base: Sampler | None = None, shuffle: bool = True,
-                 rank: int = 0, world_size: int = 1) -> None:
-        self.n, self.seed, self.base, self.shuffle = n, seed, base, shuffle
-        self.rank, self.world_size = rank, world_size
-        self.epoch, self.start = 0, 0
-
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        """Select the epoch, and skip its first ``start`` samples (global position: the
-        samples all ranks together have consumed)."""
-        self.epoch, self.start = epoch, start
-
-    def epoch_order(self, epoch: int) -> list[int]:
-        """This rank's full sample order for ``epoch``."""
-        return self._padded_order(epoch)[self.rank :: self.world_size]
-
-    def _padded_order(self, epoch: int) -> list[int]:
-        """The epoch's global order, padded by wrapping to a multiple of the world size."""
-        g = torch.Generator().manual_seed(_mix(self.seed, epoch, 1))
-        if self.base is not None:
-            if hasattr(self.base, "set_epoch"):
-                self.base.set_epoch(epoch)
-            old = getattr(self.base, "generator", None)
-            if hasattr(self.base, "generator"):
-                self.base.generator = g
-            try:
-                with _forked_rng(_mix(self.seed, epoch, 2)):
-                    order = [int(i) for i in self.base]
-            finally:
-                if hasattr(self.base, "generator"):
-                    self.base.generator = old
-        elif self.shuffle:
-            order = torch.randperm(self.n, generator=g).tolist()
-        else:
-            order = list(range(self.n))
-        if self.world_size > 1:
-            total = math.ceil(len(order) / self.world_size) * self.world_size
-            order = (order * math.ceil(total / max(len(order), 1)))[:total]
-        return order
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        order = self._padded_order(self.epoch)
-        for pos in range(self.start + self.rank, len(order), self.world_size):
-            yield order[pos], _mix(self.seed, self.epoch, pos, 0, 3)
-
-    def __len__(self) -> int:
-        m = len(self.base) if self.base is not None else self.n
-        total = math.ceil(m / self.world_size) * self.world_size
-        return len(range(self.start + self.rank, total, self.world_size))
-
-
-class _RangeSampler(Sampler):
-    """Items ``indices`` of an unshuffled epoch-0 order, with the seeds
-    :class:`ResumableSampler` gives them (a shard of an evaluation loader)."""
-
-    def __init__(self, indices: range, seed: int) -> None:
-        self.indices, self.seed = indices, seed
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        for i in self.indices:
-            yield i, _mix(self.seed, 0, i, 0, 3)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-
-class SeededDataset(Dataset):
-    """Wraps a map-style dataset so ``ds[(index, seed)]`` runs under seeded RNGs.
-
-    Plain integer indices pass through unseeded (used for evaluation).
-    """
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, key: Any) -> Any:
-        if isinstance(key, tuple):
-            index, seed = key
-            if torch.utils.data.get_worker_info() is not None:
-                # a worker process: nothing else uses its RNGs, no need to restore them
-                torch.manual_seed(seed)
-                random.seed(seed)
-                np.random.seed(seed % (2**32))
-                return self.dataset[index]
-            with _forked_rng(seed):
-                return self.dataset[index]
-        return self.dataset[key]
-
-
-# --------------------------------------------------------------------------- EMA
-class ModelEma(nn.Module):
-    """Exponential moving average of a model's floating-point state.
-
-    ``ema = decay * ema + (1 - decay) * model`` after each optimiser step; integer buffers
-    are copied. ``module`` is a frozen copy usable for evaluation.
-    """
-
-    def __init__(self, model: nn.Module, decay: float) -> None:
-        super().__init__()
-        self.decay = decay
-        self.module = copy.deepcopy(unwrap(model)).eval()
-        for p in self.module.parameters():
-            p.requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        src = unwrap(model).state_dict()
-        for k, v in self.module.state_dict().items():
-            s = src[k].detach()
-            if v.is_floating_point():
-                v.lerp_(s.to(v.dtype), 1.0 - self.decay)
-            else:
-                v.copy_(s)
-
-
-# --------------------------------------------------------------------------- logging
-class RunWriter:
-    """CSV + TensorBoard logs of one run; a no-op on non-main ranks.
-
-    ``train_log.csv`` gets one row per logged step, ``eval_log.csv`` one per evaluation;
-    new columns are added by rewriting the file. TensorBoard events go to ``tb/``.
-    """
-
-    def __init__(self, run_dir: Path, enabled: bool = True, tensorboard: bool = True) -> None:
-        self.run_dir, self.enabled, self.tensorboard = Path(run_dir), enabled, tensorboard
-        self._tb: Any = None
-
-    def _tb_writer(self, purge_step: int | None = None) -> Any:
-        if self._tb is None and self.tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # pragma: no cover - tensorboard is a dependency
-                log.warning("tensorboard is not installed; TensorBoard logs are off")
-                self.tensorboard = False
-                return None
-            self._tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge_step)
-        return self._tb
-
-    def start(self, resume_step: int | None) -> None:
-        """Open the logs; on resume, drop rows logged after ``resume_step``."""
-        if not self.enabled:
-            return
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        if resume_step is not None:
-            for name in ("train_log.csv", "eval_log.csv"):
-                rows = self._read(name)
-                keep = [r for r in rows if int(float(r.get("step", 0))) <= resume_step]
-                if len(keep) != len(rows):
-                    self._write(name, keep)
-        self._tb_writer(purge_step=resume_step + 1 if resume_step is not None else None)
-
-    def _read(self, name: str) -> list[dict[str, str]]:
-        p = self.run_dir / name
-        if not p.is_file():
-            return []
-        with open(p, newline="") as f:
-            return list(csv.DictReader(f))
-
-    def _write(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None:
-        cols: list[str] = []
-        for r in rows:
-            cols += [k for k in r if k not in cols]
-        with open(self.run_dir / name, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=cols)
-            w.writeheader()
-            w.writerows(rows)
-
-    def log(self, name: str, step: int, values: Mapping[str, Any], prefix: str) -> None:
-        """Append a row to ``name`` (``train_log.csv`` / ``eval_log.csv``) and TensorBoard."""
-        if not self.enabled:
-            return
-        row = {"step": step, **values}
-        p = self.run_dir / name
-        header: list[str] = []
-        if p.is_file():
-            with open(p, newline="") as f:
-                header = next(csv.reader(f), [])
-        if p.is_file() and all(k in header for k in row):
-            with open(p, "a", newline="") as f:
-                csv.DictWriter(f, fieldnames=header).writerow(row)
-        else:
-            self._write(name, [*self._read(name), row])
-        tb = self._tb_writer()
-        if tb is not None:
-            for k, v in values.items():
-                if isinstance(v, (int, float)) and k not in ("epoch", "time"):
-                    tb.add_scalar(f"{prefix}/{k}", v, step)
-
-    def close(self) -> None:
-        if self._tb is not None:
-            self._tb.flush()
-            self._tb.close()
-            self._tb = None
-
-
 # --------------------------------------------------------------------------- the engine
 class Engine:
     """Runs a :class:`Task` over a dataset with the settings of a :class:`TrainerConfig`.
@@ -510,7 +238,7 @@ class Engine:
         collate_fn: optional DataLoader collate function.
         rank, world_size: process position under ``torch.distributed``; ``None`` (the
             default): from torchrun's environment, starting the process group if needed
-            (:func:`vitfas.train.distributed.init_distributed`); 0 and 1 without torchrun.
+            (:func:`vitfas.distributed.init_distributed`); 0 and 1 without torchrun.
         quiet: no progress bars.
         run_config: the resolved run configuration, stored in checkpoints.
     """
@@ -618,11 +346,11 @@ class Engine:
         """
         order: Sampler = ResumableSampler(len(dataset), self.cfg.seed, shuffle=False)  # type: ignore
         if indices is not None:
-            order = _RangeSampler(indices, self.cfg.seed)
+            order = RangeSampler(indices, self.cfg.seed)
         return DataLoader(SeededDataset(dataset), batch_size=batch_size or self.cfg.batch_size,
                           sampler=order, num_workers=self.cfg.num_workers,
                           collate_fn=self.collate_fn, pin_memory=self.device.type == "cuda",
-                          generator=torch.Generator().manual_seed(_mix(self.cfg.seed, 5)))
+                          generator=torch.Generator().manual_seed(mix_seeds(self.cfg.seed, 5)))
 
     @property
     def global_batch(self) -> int:
@@ -635,7 +363,7 @@ class Engine:
             SeededDataset(self.train_set), batch_size=self.step_batch, sampler=self.sampler,
             num_workers=self.cfg.num_workers, collate_fn=self.collate_fn, drop_last=True,
             pin_memory=self.device.type == "cuda",
-            generator=torch.Generator().manual_seed(_mix(self.cfg.seed, epoch, 4)),
+            generator=torch.Generator().manual_seed(mix_seeds(self.cfg.seed, epoch, 4)),
         )
 
     # ------------------------------------------------------------------ checkpoints
@@ -749,7 +477,7 @@ class Engine:
         else:  # another world size: fresh per-rank model-side RNG streams
             log.info("checkpoint from %d process(es), resuming on %d: dropout/drop-path RNG "
                      "reseeded per rank", len(ranks or [0]), self.world_size)
-            seed_everything(_mix(self.cfg.seed, self.rank, self.step, 6))
+            seed_everything(mix_seeds(self.cfg.seed, self.rank, self.step, 6))
         log.info("resumed from %s at step %d (epoch %d, batch %d)", p, self.step,
                  self.epoch + 1, self.batch_in_epoch)
 
@@ -792,7 +520,7 @@ class Engine:
         model.eval()
         sharded = self.distributed and not dist_utils.is_fsdp(self.model) and \
             hasattr(self.task, "predict") and hasattr(self.task, "evaluate_predictions")
-        with _forked_rng(), torch.no_grad(), self.autocast():
+        with forked_rng(), torch.no_grad(), self.autocast():
             if sharded:
                 share = dist_utils.shard_indices(len(self.eval_set))  # type: ignore[arg-type]
                 local = self.task.predict(  # type: ignore[attr-defined]
@@ -893,7 +621,7 @@ class Engine:
         if resume:
             self.load_checkpoint(self.run_dir / "last.pt" if resume is True else resume)
         elif self.distributed:  # one model-side RNG stream (dropout, drop-path) per rank
-            seed_everything(_mix(self.cfg.seed, self.rank, 6))
+            seed_everything(mix_seeds(self.cfg.seed, self.rank, 6))
         self.writer.start(self.step if resume else None)
         cfg = self.cfg
         self.model.train()

@@ -34,7 +34,13 @@ from vitfas.train.data import (
 from vitfas.train.distill import DistillConfig, load_teacher
 from vitfas.train.engine import Engine, TrainerConfig, resolve_device, seed_everything, unwrap
 from vitfas.train.optim import OptimConfig
-from vitfas.train.scoring import choose_threshold, make_scores, split_report
+from vitfas.train.scoring import (
+    choose_threshold,
+    fit_calibration,
+    live_scores,
+    make_scores,
+    split_report,
+)
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +100,17 @@ class OutputConfig:
             the bundle.
         adapter_only: store only the trained scope's weights, naming ``model.pretrained``
             as the base checkpoint (needs a pretrained path and a scope other than full).
-        threshold: how the operating threshold is chosen on dev (``eer``).
+        threshold: how the operating threshold is chosen on dev (``eer``: the midpoint of
+            the interval of thresholds reaching the dev EER, see ``docs/metrics.md``).
+        calibrate: ``temperature`` fits a softmax temperature T on the dev logits (minimum
+            NLL) before the threshold is chosen; the bundle records it and every consumer
+            computes P(live) = softmax(logits / T). ``none`` (default): T = 1.
     """
 
     weights: Literal["best", "last"] = "best"
     adapter_only: bool = False
     threshold: Literal["eer"] = "eer"
+    calibrate: Literal["none", "temperature"] = "none"
 
 
 @dataclass(frozen=True)
@@ -165,8 +176,8 @@ def _distill_record(cfg: TrainConfig) -> dict[str, Any] | None:
 
 def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     """Registry model with backbone weights, adapters and the trainable scope applied."""
-    from vitfas.models import create_model
     from vitfas.models.adapters import add_adapters, set_trainable
+    from vitfas.weights import create_model
 
     m = cfg.model
     kwargs: dict[str, Any] = {"drop_path_rate": m.drop_path_rate, **m.overrides}
@@ -209,24 +220,50 @@ def _load_final_weights(engine: Engine, cfg: TrainConfig) -> nn.Module:
     return model.eval()
 
 
+# what a training run writes into its folder (``--overwrite`` removes these and only these)
+RUN_FILES = ("config.yaml", "last.pt", "best.pt", "train_log.csv", "eval_log.csv", "tb",
+             "bundle")
+
+
+def remove_run(out: Path) -> list[Path]:
+    """Delete an earlier run's files (:data:`RUN_FILES`) from ``out``; returns what went."""
+    import shutil
+
+    gone = []
+    for name in RUN_FILES:
+        p = out / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+        else:
+            continue
+        gone.append(p)
+    if gone:
+        log.info("--overwrite: removed %s", ", ".join(str(p) for p in gone))
+    return gone
+
+
 def run_training(
     cfg: TrainConfig,
     resume: bool | str | Path | None = None,
     quiet: bool = False,
     rank: int | None = None,
     world_size: int | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train, choose the dev threshold, evaluate on test, write the bundle.
 
     ``rank``/``world_size`` default to torchrun's (the process group is started here);
-    rank 0 alone scores dev/test and writes the bundle.
+    rank 0 alone scores dev/test and writes the bundle. ``overwrite`` deletes an earlier
+    run's files in ``out`` (:data:`RUN_FILES`; nothing else there) and starts afresh.
 
     Returns:
         A summary: run folder, bundle path, parameter counts, best epoch, threshold and
         dev/test metrics.
     """
     if rank is None or world_size is None:
-        from vitfas.train.distributed import init_distributed
+        from vitfas.distributed import init_distributed
 
         info = init_distributed(cfg.trainer.device)
         rank, world_size = info.rank, info.world_size
@@ -234,10 +271,14 @@ def run_training(
     else:
         device = resolve_device(cfg.trainer.device)
     out = Path(cfg.out)
+    if overwrite and resume:
+        raise BadConfigError("--overwrite starts afresh and --resume continues: pick one")
+    if overwrite and rank == 0:
+        remove_run(out)
     if not resume and (out / "last.pt").exists():
         raise BadConfigError(
-            f"{out} already holds a run (last.pt); pass --resume to continue it or choose "
-            f"another out=..."
+            f"{out} already holds a run (last.pt); pass --resume to continue it, --overwrite "
+            f"to start afresh there, or choose another out=..."
         )
     is_main = rank == 0
     if cfg.threads > 0:
@@ -253,6 +294,11 @@ def run_training(
     dev_set = build_split(cfg.data, cfg.data.dev_split, False, class_names)
     test_set = build_split(cfg.data, cfg.data.test_split, False, class_names)
     assert train_set is not None
+    if cfg.output.calibrate == "temperature" and dev_set is None:
+        raise BadConfigError(
+            "output.calibrate: temperature fits T on the dev split, but there is none "
+            f"(data.dev_split={cfg.data.dev_split!r}); set a dev split or output.calibrate: none"
+        )
 
     model = build_model(cfg, len(class_names))
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -297,6 +343,8 @@ def run_training(
         if ds is not None:
             with torch.no_grad(), engine.autocast():
                 preds[split] = task.predict(final, engine.make_loader(ds))
+    calibration = _calibration(cfg, preds.get("dev"), live_index)
+    temperature = calibration["temperature"]
     metrics: dict[str, Any] = {
         "level": "frame",
         "classification": {split: task.metrics(*p) for split, p in preds.items()},
@@ -308,7 +356,7 @@ def run_training(
                 continue
             logits, y = preds[split]
             splits[split] = make_scores(
-                logits.softmax(1)[:, live_index].double().numpy(),
+                live_scores(logits, live_index, temperature),
                 (y == live_index).numpy().astype(int), attack_types_of(ds),
                 fta_counts(cfg.data, getattr(cfg.data, f"{split}_split")),
             )
@@ -327,7 +375,8 @@ def run_training(
     preprocessing = {
         "detector": "none",
         "crop_scale": 1.0,
-        "frames_per_video": 1,
+        # frames `vitfas predict` scores per video: data prepare's count, else 8
+        "frames_per_video": 8,
         **prepared_recipe(cfg.data),
         **cfg.data.preprocessing,
         "img_size": [cfg.data.img_size, cfg.data.img_size],
@@ -378,21 +427,44 @@ def run_training(
     bundle_dir = save_bundle(
         out / "bundle", final, class_names=class_names, live_index=live_index,
         preprocessing=preprocessing, threshold=threshold, training=training,
-        adapters=adapter_spec(base), metrics=metrics or None, **kwargs,
+        calibration=calibration, adapters=adapter_spec(base), metrics=metrics or None,
+        **kwargs,
     )
     summary.update({"bundle": str(bundle_dir), "threshold": threshold,
-                    "metrics": summary_metrics})
+                    "calibration": calibration, "metrics": summary_metrics})
     return summary
 
 
+def _calibration(cfg: TrainConfig, dev: tuple[torch.Tensor, torch.Tensor] | None,
+                 live_index: int | None) -> dict[str, Any]:
+    """The bundle's ``calibration`` block: a temperature fitted on the dev ``(logits [N, C],
+    labels [N])`` for ``output.calibrate: temperature``, else ``T = 1``.
+
+    For FAS it also records the dev ECE of P(live) before and after (10 bins).
+
+    Raises:
+        BadConfigError: calibration asked for without a dev split.
+    """
+    if cfg.output.calibrate != "temperature":
+        return {"method": "none", "temperature": 1.0}
+    if dev is None or len(dev[1]) == 0:  # (run_training checks this before training)
+        raise BadConfigError(f"output.calibrate: temperature: the dev split "
+                             f"{cfg.data.dev_split!r} has no samples to fit T on")
+    rec = fit_calibration(dev[0].float(), dev[1].numpy(), live_index,
+                          cfg.data.dev_split or "dev")
+    log.info("temperature calibration on dev: T = %.4g (NLL %.4g -> %.4g)", rec["temperature"],
+             rec["nll_before"], rec["nll_after"])
+    return rec
+
+
 def _headline(metrics: dict[str, Any], split: str) -> dict[str, Any]:
-    """APCER (max over attack types), BPCER, ACER at the dev threshold; EER, AUC."""
+    """APCER (max over attack types), BPCER, ACER at the dev threshold; EER, AUC, ECE."""
     m = (metrics.get("splits") or {}).get(split)
     if not m:
         return {}
     at = m["at_threshold"]
     return {"apcer": at["apcer_max"], "bpcer": at["bpcer"], "acer": at["acer"],
-            "eer": m["eer"], "auc": m["auc"]}
+            "eer": m["eer"], "auc": m["auc"], "ece": m["calibration"]["ece"]}
 
 
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:

@@ -12,9 +12,40 @@ from typing import Any
 
 import numpy as np
 
-from vitfas.metrics import Scores, Threshold, auc, eer, evaluate, select_threshold
+from vitfas.metrics import (
+    Scores,
+    Threshold,
+    auc,
+    describe_margin,
+    eer,
+    evaluate,
+    expected_calibration_error,
+    fit_temperature,
+    scaled_softmax,
+    select_threshold,
+)
 
-__all__ = ["choose_threshold", "dev_figures", "make_scores", "split_report"]
+__all__ = ["choose_threshold", "describe_margin", "dev_figures", "fit_calibration",
+           "live_scores", "make_scores", "split_report"]
+
+
+def live_scores(logits: Any, live_index: int, temperature: float = 1.0) -> np.ndarray:
+    """``[N, C]`` logits (torch) -> ``[N]`` float64 P(live) = ``softmax(logits / T)[live]``."""
+    return scaled_softmax(logits, temperature)[:, live_index].double().numpy()
+
+
+def fit_calibration(logits: Any, labels: Any, live_index: int | None,
+                    split: str = "dev") -> dict[str, Any]:
+    """The bundle's ``calibration`` block from dev ``logits [N, C]`` and ``labels [N]``:
+    the fitted temperature (:func:`vitfas.metrics.fit_temperature`), the dev NLL before and
+    after and, for FAS (``live_index`` set), the dev ECE of P(live) at T = 1 and at T."""
+    fit = fit_temperature(logits, labels)
+    rec = fit.to_dict(split=split)
+    if live_index is not None:
+        live = np.asarray(labels) == live_index
+        for key, t in (("ece_before", 1.0), ("ece_after", fit.temperature)):
+            rec[key] = expected_calibration_error(live_scores(logits, live_index, t), live)
+    return rec
 
 
 def make_scores(
@@ -48,15 +79,14 @@ def make_scores(
 
 def choose_threshold(dev: Scores, criterion: str = "eer") -> dict[str, Any]:
     """The operating threshold chosen on dev: the bundle's ``threshold`` block
-    ``{"value", "criterion": "dev EER", "split": "dev"}``."""
+    ``{"value", "criterion": "dev EER (interval midpoint, logit)", "split": "dev", "margin"}``
+    (see :func:`vitfas.metrics.select_threshold`)."""
     return select_threshold(dev, criterion, split="dev").to_dict()
 
 
 def split_report(splits: Mapping[str, Scores], threshold: Mapping[str, Any]) -> dict[str, Any]:
     """Every figure for each split at the dev threshold (the content of ``metrics.json``)."""
-    thr = Threshold(float(threshold["value"]), str(threshold["criterion"]),
-                    threshold.get("split"))
-    return evaluate(dict(splits), threshold=thr)
+    return evaluate(dict(splits), threshold=Threshold.from_dict(threshold))
 
 
 def dev_figures(s: Scores) -> dict[str, float]:

@@ -11,7 +11,7 @@ statistics are the same for both classes, so a model must learn the texture.
 Used by the "it must learn" test and to try ``vitfas train`` without any data::
 
     from vitfas.train.synthetic import write_imagefolder
-    write_imagefolder("synth", n_train=800, n_dev=200, n_test=400, size=32)
+    write_imagefolder("runs/synth", n_train=800, n_dev=200, n_test=400, size=32)
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Weight interop: checkpoints from timm, Hugging Face and JAX into vitfas models.
 
 - :func:`load_checkpoint` ``(path, model=None)``: any supported checkpoint -> vitfas keys.
-- :func:`load_pretrained` ``(model, name, pretrained)``: what ``create_model(pretrained=...)``
-  calls (local path, ``True`` for the public checkpoint, or ``"hf-hub:org/repo"``).
+- :func:`create_model` ``(name, pretrained=...)``: ``vitfas.create_model``, a registry model
+  with its weights loaded through :func:`load_pretrained` (local path, ``True`` for the
+  public checkpoint, or ``"hf-hub:org/repo"``).
 - :func:`load_model` ``(path)``: build the architecture the checkpoint describes and load it.
 - :func:`check_and_load`, :func:`save_model`: strict loading with a readable error, and
   vitfas's own format (``model.safetensors`` + ``config.json``).
@@ -23,6 +24,7 @@ from vitfas.weights.loader import (
     read_source,
 )
 from vitfas.weights.npz import convert_npz, npz_config
+from vitfas.weights.pretrained import create_model
 from vitfas.weights.timm import convert_timm_state_dict
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "convert_hf_state_dict",
     "convert_npz",
     "convert_timm_state_dict",
+    "create_model",
     "hf_config_to_vit",
     "hf_v5_to_v4",
     "infer_config",

@@ -3,7 +3,8 @@
 Entry points (re-exported by :mod:`vitfas.weights`):
 
 - :func:`load_checkpoint` ``(path, model=None) -> {vitfas key: tensor}``
-- :func:`load_pretrained` ``(model, name, pretrained)``, used by ``create_model(pretrained=...)``
+- :func:`load_pretrained` ``(model, name, pretrained)``, used by
+  :func:`vitfas.weights.create_model` (``vitfas.create_model(pretrained=...)``)
 - :func:`load_model` ``(path) -> nn.Module``, the architecture read from the checkpoint
 
 Sources recognised (by content, not by file name):
@@ -577,9 +578,9 @@ def load_model(
                     f"{p}: a vitfas bundle fixes its architecture; load it without overrides "
                     f"(vitfas.bundle.load_bundle)"
                 )
-            from vitfas.bundle import load_bundle
+            from vitfas.weights.bundle_model import load_bundle_model, read_bundle_config
 
-            return load_bundle(p).model
+            return load_bundle_model(p, read_bundle_config(p)).eval()
     src = read_source(p, use_ema)
     sd = src.state_dict
     head_overridden = "num_classes" in overrides
@@ -602,7 +603,7 @@ def load_model(
         conf = dict(src.config or {})
         conf.update(overrides)
         arch = dict(src.raw_config["architecture"], config=conf)
-        from vitfas.bundle import build_from_architecture
+        from vitfas.models.registry import build_from_architecture
 
         try:
             model = build_from_architecture(arch)

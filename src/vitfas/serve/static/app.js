@@ -36,7 +36,7 @@ function drawResult(bitmap, body) {
     ctx.lineWidth = lw;
     ctx.strokeStyle = colour;
     ctx.strokeRect(x0 + lw / 2, y0 + lw / 2, x1 - x0 - lw, y1 - y0 - lw);
-    const label = `${i + 1}: ${f.decision} ${f.score.toFixed(3)}`;
+    const label = `${i}: ${f.decision} ${f.score.toFixed(3)}`;
     const tw = ctx.measureText(label).width;
     ctx.fillStyle = colour;
     ctx.fillRect(x0, Math.max(0, y0), tw + 2 * lw, lw * 10);
@@ -53,10 +53,10 @@ function showFaces(body) {
     const fig = document.createElement("figure");
     const img = document.createElement("img");
     img.className = "overlay";
-    img.alt = `attention overlay, face ${i + 1}`;
+    img.alt = `attention overlay, face ${i}`;
     img.src = "data:image/png;base64," + f.explain_png;
     const cap = document.createElement("figcaption");
-    cap.textContent = `face ${i + 1}: attention rollout, P(live) ${f.score.toFixed(4)}`;
+    cap.textContent = `face ${i}: attention rollout, P(live) ${f.score.toFixed(4)}`;
     fig.append(img, cap);
     box.append(fig);
   });

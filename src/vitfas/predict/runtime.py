@@ -194,6 +194,20 @@ def onnx_runtime(path: str | Path, threads: int | None = None, name: str = "onnx
     return Runtime(run, name, info, session=sess)
 
 
+def add_runtime_arguments(p: Any) -> None:
+    """``--runtime``, ``--onnx``, ``--detect-side``, ``--threads`` on an argparse parser
+    (``vitfas predict`` and ``vitfas serve``; passed to :class:`vitfas.predict.Predictor`)."""
+    p.add_argument("--runtime", choices=RUNTIMES, default="torch",
+                   help="torch (fp32), torch-bf16 (CPUs with native bf16 only), onnx (fp32 "
+                        "graph) or onnx-int8 (after `vitfas export BUNDLE --quantize int8`)")
+    p.add_argument("--onnx", metavar="FILE",
+                   help="ONNX graph (default BUNDLE/model.onnx, or model.int8.onnx for onnx-int8)")
+    p.add_argument("--detect-side", type=int, metavar="PX",
+                   help="detect faces on a copy at most PX pixels on its longer side (faster; "
+                        "480 halves detection time; the recall it costs: docs/serve.md)")
+    p.add_argument("--threads", type=int, help="onnxruntime threads (default: PyTorch's)")
+
+
 def open_runtime(bundle: Any, runtime: str = "torch", onnx_path: str | Path | None = None,
                  threads: int | None = None) -> Runtime:
     """The named runtime for a loaded bundle.

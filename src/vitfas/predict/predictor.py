@@ -6,7 +6,8 @@ PyTorch or onnxruntime, and returns one :class:`FaceResult` per detected face. I
 by ``vitfas predict``, ``vitfas serve`` and the web page.
 
 Scores follow the project convention: live is the positive class, a score is P(live) =
-``softmax(logits)[live_index]`` and a face is accepted as live when ``score >= threshold``
+``softmax(logits / T)[live_index]`` (``T`` the bundle's calibration temperature, 1 when it
+has none) and a face is accepted as live when ``score >= threshold``
 (the bundle's threshold, chosen on dev data; 0.5 when the bundle has none).
 """
 
@@ -23,16 +24,16 @@ import numpy as np
 import torch
 
 from vitfas.bundle import Bundle
+from vitfas.data.inputs import expand_inputs, kind_of  # noqa: F401  (re-exported)
+from vitfas.data.io import IMAGE_EXTENSIONS  # noqa: F401  (re-exported)
+from vitfas.data.video import VIDEO_EXTENSIONS  # noqa: F401  (re-exported)
 from vitfas.errors import BadConfigError, BadImageError, NoFaceError
-from vitfas.export.runtime import open_runtime
 from vitfas.faces.detectors import fast_detector_options, get_detector
+from vitfas.metrics.calibration import scaled_softmax
+from vitfas.predict.runtime import open_runtime
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
-)
-VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
 DEFAULT_THRESHOLD = 0.5
 
 
@@ -113,7 +114,7 @@ class Predictor:
         bundle: a loaded :class:`vitfas.bundle.Bundle`.
         runtime: ``"torch"`` (fp32), ``"torch-bf16"`` (CPU bf16 autocast; refused on CPUs
             without native bf16), ``"onnx"`` (onnxruntime, fp32 graph) or ``"onnx-int8"``
-            (onnxruntime, int8 graph); see :mod:`vitfas.export.runtime`.
+            (onnxruntime, int8 graph); see :mod:`vitfas.predict.runtime`.
         onnx_path: the exported graph; default ``BUNDLE/model.onnx`` (``onnx``) or
             ``BUNDLE/model.int8.onnx`` (``onnx-int8``).
         batch_size: most crops per forward call.
@@ -159,6 +160,7 @@ class Predictor:
         self.live_index = bundle.live_index
         self.threshold = bundle.threshold if bundle.threshold is not None else DEFAULT_THRESHOLD
         self.threshold_source = "bundle" if bundle.threshold is not None else "default 0.5"
+        self.temperature = bundle.temperature
         self.batch_size = max(1, int(batch_size))
         self.runtime = runtime
         self.forward_calls = 0
@@ -201,7 +203,8 @@ class Predictor:
         return out
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """``[B, 3, H, W]`` float32 -> class probabilities ``[B, C]`` (float64).
+        """``[B, 3, H, W]`` float32 -> class probabilities ``softmax(logits / T)`` ``[B, C]``
+        (float64; ``T`` = the bundle's calibration temperature).
 
         Splits into chunks of ``batch_size``; each chunk is one counted forward call.
         """
@@ -214,10 +217,7 @@ class Predictor:
             outs.append(logits.astype(np.float64))
         if not outs:
             return np.zeros((0, len(self.class_names)))
-        logits = np.concatenate(outs)
-        logits -= logits.max(axis=1, keepdims=True)
-        e = np.exp(logits)
-        return e / e.sum(axis=1, keepdims=True)
+        return scaled_softmax(np.concatenate(outs), self.temperature)
 
     def decide(self, score: float) -> str:
         """``"live"`` when ``score >= threshold``, else the spoof class name (FAS bundles)."""
@@ -329,6 +329,7 @@ class Predictor:
             "threshold": self.threshold,
             "threshold_source": self.threshold_source,
             "threshold_info": cfg.get("threshold"),
+            "temperature": self.temperature,
             "preprocessing": self.bundle.preprocessing,
             "runtime": self.runtime,
             "runtime_info": self._runtime.info,
@@ -338,22 +339,3 @@ class Predictor:
 
 def no_face_error(path: str | Path) -> NoFaceError:
     return NoFaceError(f"{path}: no face found (failure to acquire)")
-
-
-def kind_of(path: Path) -> str:
-    """``"video"`` for known video extensions, else ``"image"``."""
-    return "video" if path.suffix.lower() in VIDEO_EXTENSIONS else "image"
-
-
-def expand_inputs(paths: Sequence[str | Path]) -> list[Path]:
-    """Files as given, folders walked recursively for image and video files (sorted)."""
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out += sorted(
-                f for f in p.rglob("*")
-                if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
-            )
-        else:
-            out.append(p)
-    return out

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from vitfas.errors import VitfasError
+from vitfas.predict.runtime import add_runtime_arguments
 
 
 def register(subparsers: Any) -> None:
@@ -38,19 +39,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--explain", metavar="DIR", help="write attention overlays (PNG) here")
     p.add_argument("--strict", action="store_true",
                    help="exit 1 when any file is unreadable or has no face")
-    p.add_argument("--runtime", choices=("torch", "torch-bf16", "onnx", "onnx-int8"),
-                   default="torch",
-                   help="torch (fp32), torch-bf16 (CPUs with native bf16 only), onnx (fp32 "
-                        "graph) or onnx-int8 (after `vitfas export BUNDLE --quantize int8`)")
-    p.add_argument("--onnx", metavar="FILE",
-                   help="ONNX graph (default BUNDLE/model.onnx, or model.int8.onnx for onnx-int8)")
-    p.add_argument("--detect-side", type=int, metavar="PX",
-                   help="detect faces on a copy at most PX pixels on its longer side (faster; "
-                        "480 keeps recall on the fixtures and webcam frames, see docs/serve.md)")
-    p.add_argument("--threads", type=int, help="onnxruntime threads (default: PyTorch's)")
+    add_runtime_arguments(p)
     p.add_argument("--frames", type=int, default=None,
-                   help="frames per video (default: the bundle's frames_per_video)")
-    p.add_argument("--batch-size", type=int, default=32)
+                   help="frames sampled uniformly from each video (default: the bundle's "
+                   "frames_per_video: data prepare's --frames, else 8)")
+    p.add_argument("--batch-size", type=int, default=32, help="most face crops per forward")
     p.set_defaults(func=run)
 
 
@@ -70,7 +63,8 @@ def _write_explanations(pred: Any, items: list[tuple[str, Any]], out_dir: Path,
 
 def predict_one(pred: Any, path: Path, explain_dir: Path | None, index: int) -> dict[str, Any]:
     """The JSON record for one input file; never raises for bad input."""
-    from vitfas.predict import kind_of, load_image
+    from vitfas.data.inputs import kind_of
+    from vitfas.predict import load_image
 
     kind = kind_of(path)
     rec: dict[str, Any] = {"path": str(path), "kind": kind}
@@ -112,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from vitfas.bundle import load_bundle
-    from vitfas.predict import Predictor, expand_inputs
+    from vitfas.data.inputs import expand_inputs, kind_of
+    from vitfas.predict import Predictor
 
     bundle = load_bundle(args.bundle)
     pred = Predictor(bundle, runtime=args.runtime, onnx_path=args.onnx,
@@ -147,6 +142,10 @@ def run(args: argparse.Namespace) -> int:
             f"{pred.threshold:.4g} ({pred.threshold_source}), runtime {pred.runtime}{dest}",
             file=sys.stderr,
         )
+    n_videos = sum(kind_of(f) == "video" for f in files)
+    if n_videos and not args.quiet:
+        print(f"predict: {n_videos} video(s) scored on {pred.frames_per_video} frames each "
+              f"(mean P(live); --frames N to change)", file=sys.stderr)
     if args.strict and (counts["error"] or counts["no_face"]):
         return 1
     return 0
