@@ -10,6 +10,11 @@ Layout::
                          weights plus ``base_checkpoint`` in config.json)
       metrics.json       dev and test figures as ``eval`` writes them (optional)
       README.md          a short model card generated from the above
+
+``config.json`` may name another ``kind`` of bundle (no ``kind`` = ``"network"``, the layout
+above). ``"lbp-svm"`` is the LBP + SVM baseline of :mod:`vitfas.baselines`, whose classifier
+is ``model.skops`` instead of ``model.safetensors``; :func:`load_bundle` refuses it and
+``vitfas.predict.load_predictor`` runs either kind.
 """
 
 from __future__ import annotations
@@ -30,28 +35,25 @@ from vitfas.weights.bundle_model import FORMAT_VERSION, load_bundle_model, read_
 
 log = logging.getLogger(__name__)
 
+NETWORK_KIND = "network"  # config.json "kind" of PyTorch-model bundles (the default)
+
 __all__ = [
     "FORMAT_VERSION",
+    "NETWORK_KIND",
     "Bundle",
+    "BundleFields",
     "build_from_architecture",
+    "bundle_kind",
     "load_bundle",
     "model_card",
+    "read_bundle_config",
     "save_bundle",
 ]
 
 
-@dataclass
-class Bundle:
-    """A loaded bundle: the model (eval mode) and everything needed to use it faithfully.
+class BundleFields:
+    """What every kind of bundle reads from its ``config.json`` (``self.config``)."""
 
-    Attributes:
-        model: the network, ``[B, 3, H, W] -> [B, num_classes]`` logits.
-        path: the bundle folder.
-        config: the whole parsed ``config.json``.
-    """
-
-    model: nn.Module
-    path: Path
     config: dict[str, Any]
 
     @property
@@ -72,6 +74,21 @@ class Bundle:
         """The operating threshold on P(live) chosen on dev data, if any."""
         t = self.config.get("threshold")
         return None if t is None else float(t["value"])
+
+
+@dataclass
+class Bundle(BundleFields):
+    """A loaded bundle: the model (eval mode) and everything needed to use it faithfully.
+
+    Attributes:
+        model: the network, ``[B, 3, H, W] -> [B, num_classes]`` logits.
+        path: the bundle folder.
+        config: the whole parsed ``config.json``.
+    """
+
+    model: nn.Module
+    path: Path
+    config: dict[str, Any]
 
     @property
     def architecture(self) -> str:
@@ -262,10 +279,27 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any] | None = None) ->
     return "\n".join(lines) + "\n"
 
 
+def bundle_kind(config: dict[str, Any]) -> str:
+    """What runs a bundle: ``"network"`` (a PyTorch model, the default when ``config.json``
+    has no ``kind``) or another kind such as ``"lbp-svm"`` (:mod:`vitfas.baselines`)."""
+    return str(config.get("kind") or NETWORK_KIND)
+
+
 def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
-    """Load a bundle folder; the model is returned in eval mode on ``device``."""
+    """Load a network bundle folder; the model is returned in eval mode on ``device``.
+
+    Raises:
+        BadCheckpointError: not a bundle, or a bundle of another kind (e.g. an LBP baseline,
+            which ``vitfas predict`` runs but which has no network).
+    """
     p = Path(path)
     config = read_bundle_config(p)
+    kind = bundle_kind(config)
+    if kind != NETWORK_KIND:
+        raise BadCheckpointError(
+            f"{p} is a {kind!r} bundle, not a network bundle; this command needs a network "
+            "(vitfas predict runs both kinds)"
+        )
     model = load_bundle_model(p, config)
     model.eval().to(device)
     return Bundle(model=model, path=p, config=config)

@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("vitfas.metrics.evaluation", "score a dataset with a bundle: metrics and report"),
     "data": ("vitfas.data.cli", "index datasets, build protocols, crop faces"),
     "explain": ("vitfas.explain.cli", "attention maps, rollout and position embeddings"),
+    "baseline": ("vitfas.baselines.cli",
+                 "classical baselines (LBP + RBF SVM) trained and evaluated on a manifest"),
     "predict": ("vitfas.predict.cli", "score faces in images, folders and videos"),
     "export": ("vitfas.export.onnx", "export a bundle's network to ONNX"),
     "serve": ("vitfas.serve.cli", "serve a bundle over HTTP with a web page"),

@@ -10,6 +10,7 @@ from typing import Any
 from vitfas.data.layouts import ALIASES, LAYOUTS, index_dataset
 from vitfas.data.manifest import read_manifest, rebase_rows, relative_to_manifest, summarize
 from vitfas.data.manifest import write_manifest as _write
+from vitfas.errors import BadDataError
 from vitfas.faces import CropRecipe, list_detectors
 
 
@@ -28,7 +29,16 @@ def register(subparsers: Any) -> None:
     ix = sub.add_parser("index", help="write a manifest for a dataset folder",
                         description="Walk a dataset folder and write a manifest CSV.",
                         epilog="layouts:\n  " + "\n  ".join(
-                            f"{k}: {_first_paragraph(v.__doc__)}" for k, v in LAYOUTS.items()))
+                            f"{k}: {_first_paragraph(v.__doc__)}" for k, v in LAYOUTS.items())
+                        + "\n\nyolo example (webcam frames with YOLO face boxes):\n"
+                        "  vitfas data index --layout yolo Dataset --classes 0=spoof,1=live "
+                        "-o cam.csv\n"
+                        "  vitfas data index --layout yolo Dataset --label-from folder "
+                        "-o cam.csv\n"
+                        "  vitfas data prepare cam.csv -o crops --boxes manifest "
+                        "--detector none\n"
+                        "  (the largest box of each label file labels the image and becomes "
+                        "its face_box_rel/face_box columns)")
     ix.add_argument("root", type=Path, help="dataset root folder")
     ix.add_argument("--layout", "-l", required=True, choices=[*LAYOUTS, *ALIASES],
                     metavar="LAYOUT", help=f"one of {', '.join(LAYOUTS)}")
@@ -36,6 +46,13 @@ def register(subparsers: Any) -> None:
     ix.add_argument("--dataset", help="dataset name (folder/imagefolder; default: root name)")
     ix.add_argument("--protocol", type=int, help="OULU-NPU protocol 1-4")
     ix.add_argument("--fold", type=int, help="OULU-NPU protocol 3/4 fold 1-6")
+    ix.add_argument("--classes", metavar="ID=CLASS,...",
+                    help="yolo: class ids of the label files, e.g. 0=spoof,1=live (the "
+                    "largest box's class labels the image)")
+    ix.add_argument("--label-from", choices=["labels", "folder"], default=None,
+                    help="yolo: take the label from the label files' class ids (labels, "
+                    "needs --classes; default) or from the nearest live/real or spoof/fake "
+                    "folder name (folder)")
     ix.add_argument("--check", choices=["none", "quick", "full"], default="quick",
                     help="file check: quick (non-empty, header opens; default), full (decode)")
     ix.add_argument("--json", action="store_true", help="machine-readable summary")
@@ -70,6 +87,10 @@ def register(subparsers: Any) -> None:
     pp.add_argument("--all-frames", action="store_true", help="every frame of each video")
     pp.add_argument("--detector", default="default",
                     help=f"face detector: default, {', '.join(list_detectors())}")
+    pp.add_argument("--boxes", choices=["detect", "manifest"], default="detect",
+                    help="detect: run the detector on every frame (default); manifest: "
+                    "use the rows' face boxes (face_box_rel, e.g. from --layout yolo or "
+                    "celeba-spoof) and the detector only for rows without one")
     pp.add_argument("--scale", type=float, default=1.0,
                     help="crop side / face box side (1.0 OCIM, 1.3 CDCN, 2.7 Silent-Face)")
     pp.add_argument("--size", type=int, default=224, help="crop side in pixels")
@@ -80,6 +101,11 @@ def register(subparsers: Any) -> None:
                     help="redo a folder prepared with other settings")
     pp.add_argument("--json", action="store_true")
     pp.set_defaults(func=run_prepare)
+
+
+def _layout_key(name: str) -> str:
+    """The canonical layout name of ``name`` (aliases resolved)."""
+    return ALIASES.get(name.lower(), name.lower())
 
 
 def _print_counts(rows: list[dict[str, str]]) -> None:
@@ -95,6 +121,11 @@ def run_index(args: argparse.Namespace) -> int:
         opts["dataset"] = args.dataset
     if args.protocol is not None or args.fold is not None:
         opts.update(protocol=args.protocol, fold=args.fold)
+    if args.classes is not None or args.label_from is not None:
+        if _layout_key(args.layout) != "yolo":
+            raise BadDataError(f"--classes/--label-from apply to --layout yolo, not "
+                               f"{args.layout}")
+        opts.update(classes=args.classes, label_from=args.label_from or "labels")
     rows = index_dataset(args.layout, args.root, check=args.check,
                          progress=not getattr(args, "quiet", False), **opts)
     out = args.output
@@ -137,6 +168,7 @@ def run_prepare(args: argparse.Namespace) -> int:
                         pad=args.pad)
     s = prepare(args.manifest, args.output, recipe=recipe,
                 frames=None if args.all_frames else args.frames, image_format=args.format,
+                boxes=args.boxes,
                 workers=args.workers, overwrite=args.overwrite,
                 progress=not getattr(args, "quiet", False))
     if info.rank != 0:

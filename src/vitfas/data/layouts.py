@@ -5,7 +5,7 @@ absolute paths (``vitfas data index`` makes them relative to the manifest). Rows
 video (``frame`` empty; ``vitfas data prepare`` samples frames) or one per image.
 
 Layouts (``LAYOUTS``): ``folder``, ``imagefolder``, ``casia-fasd``, ``replay-attack``,
-``msu-mfsd``, ``oulu-npu``, ``celeba-spoof``. Conventions are documented in docs/data.md.
+``msu-mfsd``, ``oulu-npu``, ``celeba-spoof``, ``yolo``. Conventions are documented in docs/data.md.
 """
 
 from __future__ import annotations
@@ -439,6 +439,176 @@ def index_celeba(root: Path, **_: Any) -> list[dict[str, str]]:
     return rows
 
 
+# ---------------------------------------------------------------- YOLO detection sets
+def parse_classes(spec: str | dict[int, str] | None) -> dict[int, str] | None:
+    """``"0=spoof,1=live"`` -> ``{0: "spoof", 1: "live"}`` (a dict or ``None`` passes through).
+
+    Raises:
+        BadDataError: an item that is not ``<int>=<name>`` or a repeated id.
+    """
+    if spec is None or isinstance(spec, dict):
+        return spec
+    out: dict[int, str] = {}
+    for item in (t.strip() for t in spec.split(",")):
+        if not item:
+            continue
+        cid, sep, name = item.partition("=")
+        if not sep or not cid.strip().lstrip("-").isdigit() or not name.strip():
+            raise BadDataError(f"--classes: expected '<id>=<class>' items such as "
+                               f"'0=spoof,1=live', found {item!r}")
+        if int(cid) in out:
+            raise BadDataError(f"--classes: class id {int(cid)} given twice in {spec!r}")
+        out[int(cid)] = name.strip()
+    if not out:
+        raise BadDataError(f"--classes: no '<id>=<class>' items in {spec!r}")
+    return out
+
+
+def yolo_label_file(img: Path) -> Path | None:
+    """The YOLO label file of an image: ``<stem>.txt`` beside it, else the same relative
+    path under the parallel ``labels/`` folder of an ``images/`` + ``labels/`` tree
+    (``a/images/b/x.jpg`` -> ``a/labels/b/x.txt``); ``None`` when neither exists."""
+    beside = img.with_suffix(".txt")
+    if beside.is_file():
+        return beside
+    parts = img.parts
+    for i in range(len(parts) - 2, -1, -1):
+        if parts[i] == "images":
+            cand = Path(*parts[:i], "labels", *parts[i + 1:]).with_suffix(".txt")
+            if cand.is_file():
+                return cand
+            break
+    return None
+
+
+def read_yolo_labels(path: Path) -> list[tuple[int, float, float, float, float]]:
+    """Lines ``class cx cy w h`` (box centre and size as fractions of the image) of a YOLO
+    label file; blank lines are skipped, extra columns (segment points, confidence) ignored.
+
+    Raises:
+        BadDataError: a line that does not start with an integer class and four numbers in
+            [0, 1] (the message names the file and line).
+    """
+    out = []
+    for ln, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        vals = line.split()
+        if not vals:
+            continue
+        try:
+            if len(vals) < 5:
+                raise ValueError
+            cid = int(float(vals[0]))
+            if cid != float(vals[0]):
+                raise ValueError
+            cx, cy, w, h = (float(v) for v in vals[1:5])
+        except ValueError:
+            raise BadDataError(f"{path}:{ln}: expected 'class cx cy w h' (YOLO, normalised), "
+                               f"found {line.strip()!r}") from None
+        if not all(-0.01 <= v <= 1.01 for v in (cx, cy, w, h)) or w <= 0 or h <= 0:
+            raise BadDataError(f"{path}:{ln}: box values must be fractions in [0, 1] with "
+                               f"w, h > 0, found {line.strip()!r}")
+        out.append((cid, cx, cy, w, h))
+    return out
+
+
+def _folder_label(rel: Path) -> str | None:
+    for part in reversed(rel.parts[:-1]):
+        k = part.lower()
+        if k in LIVE_DIRS or k in SPOOF_DIRS:
+            return LIVE_DIRS.get(k) or SPOOF_DIRS[k]
+    return None
+
+
+def _folder_split(rel: Path) -> str:
+    return next((SPLIT_ALIASES[p.lower()] for p in reversed(rel.parts[:-1])
+                 if p.lower() in SPLIT_ALIASES), "")
+
+
+def index_yolo(root: Path, dataset: str | None = None,
+               classes: str | dict[int, str] | None = None, label_from: str = "labels",
+               **_: Any) -> list[dict[str, str]]:
+    """Images + YOLO label files (class cx cy w h), beside them or in a parallel labels/.
+
+    Label files sit beside the images or in the parallel ``labels/`` folder of an
+    ``images/`` + ``labels/`` tree.
+
+    The label is the class of the largest box mapped through ``classes`` (e.g.
+    ``0=spoof,1=live``; ``label_from="labels"``), or the nearest ``live``/``real``/
+    ``genuine`` or ``spoof``/``fake``/``attack`` folder name (``label_from="folder"``; the
+    class ids are then ignored). The largest box becomes ``face_box_rel`` (``x0 y0 x1 y1``
+    fractions, clipped to the image) and ``face_box`` (the same in pixels); ``n_boxes``
+    counts the boxes in the file. A ``train``/``val``/``test`` folder above an image sets
+    its split. Images with no usable label are skipped and counted in a warning.
+    """
+    root = _need_dir(root, "YOLO")
+    if label_from not in ("labels", "folder"):
+        raise BadDataError(f"--label-from: expected labels or folder, got {label_from!r}")
+    cmap = parse_classes(classes)
+    if label_from == "labels" and cmap is None:
+        raise BadDataError("yolo layout: give --classes (e.g. 0=spoof,1=live) or "
+                           "--label-from folder")
+    name = dataset or root.name
+    rows: list[dict[str, str]] = []
+    bad: list[str] = []
+    skipped: dict[str, int] = {}
+    for f in _media(root):
+        if not is_image_file(f):
+            continue
+        rel = f.relative_to(root)
+        lf = yolo_label_file(f)
+        try:
+            boxes = read_yolo_labels(lf) if lf is not None else []
+        except BadDataError as exc:
+            bad.append(str(exc))
+            continue
+        big = max(boxes, key=lambda b: b[3] * b[4]) if boxes else None
+        if label_from == "folder":
+            label = _folder_label(rel)
+            if label is None:
+                skipped["no live/spoof folder above the image"] = skipped.get(
+                    "no live/spoof folder above the image", 0) + 1
+                continue
+        else:
+            assert cmap is not None
+            if big is None:
+                why = "no label file" if lf is None else "empty label file"
+                skipped[why] = skipped.get(why, 0) + 1
+                continue
+            if big[0] not in cmap:
+                bad.append(f"{lf}: class id {big[0]} not in --classes "
+                           f"{','.join(f'{k}={v}' for k, v in cmap.items())}")
+                continue
+            label = cmap[big[0]]
+        extra = {"n_boxes": str(len(boxes)), "face_box_rel": "", "face_box": ""}
+        if big is not None:
+            _, cx, cy, w, h = big
+            rel_box = [min(max(v, 0.0), 1.0) for v in
+                       (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)]
+            try:
+                with Image.open(f) as im:
+                    iw, ih = im.size
+            except (OSError, SyntaxError, ValueError) as exc:
+                bad.append(f"{f}: cannot open ({exc})")
+                continue
+            extra["face_box_rel"] = " ".join(f"{v:.6f}" for v in rel_box)
+            extra["face_box"] = " ".join(
+                f"{v * s:.1f}" for v, s in zip(rel_box, (iw, ih, iw, ih), strict=True))
+        attack = "none" if label == "live" else ("unknown" if label == "spoof" else "")
+        rows.append(_row(f, label, attack, name, video=rel.with_suffix("").as_posix(),
+                         split=_folder_split(rel), **extra))
+    if bad:
+        listing = "\n".join(f"  {b}" for b in bad[:50])
+        more = f"\n  ... and {len(bad) - 50} more" if len(bad) > 50 else ""
+        raise BadDataError(f"{len(bad)} bad YOLO label(s) under {root}:\n{listing}{more}")
+    if skipped:
+        log.warning("yolo: skipped %s", ", ".join(f"{n} image(s): {k}"
+                                                   for k, n in skipped.items()))
+    if not rows:
+        raise BadDataError(f"{root}: no labelled images found (YOLO layout, label from "
+                           f"{label_from})")
+    return rows
+
+
 LAYOUTS: dict[str, Callable[..., list[dict[str, str]]]] = {
     "folder": index_folder,
     "imagefolder": index_imagefolder,
@@ -447,6 +617,7 @@ LAYOUTS: dict[str, Callable[..., list[dict[str, str]]]] = {
     "msu-mfsd": index_msu,
     "oulu-npu": index_oulu,
     "celeba-spoof": index_celeba,
+    "yolo": index_yolo,
 }
 ALIASES = {"casia": "casia-fasd", "replay": "replay-attack", "idiap": "replay-attack",
            "msu": "msu-mfsd", "oulu": "oulu-npu", "celeba": "celeba-spoof"}

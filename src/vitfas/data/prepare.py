@@ -61,10 +61,14 @@ class PrepareSettings:
     recipe: CropRecipe
     frames: int | None = 10
     image_format: str = "png"
+    boxes: str = "detect"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"recipe": self.recipe.to_dict(), "frames": self.frames,
-                "format": self.image_format}
+        d = {"recipe": self.recipe.to_dict(), "frames": self.frames,
+             "format": self.image_format}
+        if self.boxes != "detect":  # folders prepared before --boxes existed stay valid
+            d["boxes"] = self.boxes
+        return d
 
 
 def changed_settings(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
@@ -148,7 +152,7 @@ def process_unit(
         fstr = "" if idx < 0 else str(idx)
         face: Face | None = None
         box = _box_from_rel(row.get("face_box_rel", ""), rgb.shape[1], rgb.shape[0])
-        if recipe.detector == "none" and box is not None:
+        if box is not None and (settings.boxes == "manifest" or recipe.detector == "none"):
             face = Face(box=box, score=1.0)
         else:
             found = recipe.face_detector.detect(rgb)
@@ -193,6 +197,7 @@ def prepare(
     frames: int | None = 10,
     image_format: str = "png",
     workers: int = 1,
+    boxes: str = "detect",
     overwrite: bool = False,
     progress: bool = True,
     on_unit: Callable[[str], None] | None = None,
@@ -211,6 +216,11 @@ def prepare(
         frames: frames sampled per video (``None``: all).
         image_format: ``png`` (lossless, default) or ``jpg``.
         workers: parallel processes (1: in this process).
+        boxes: ``"detect"`` runs the detector on every frame (with detector ``none`` a
+            row's ``face_box_rel`` is used when present); ``"manifest"`` uses each row's
+            ``face_box_rel`` (``x0 y0 x1 y1`` fractions of the image, as written by the
+            ``yolo`` and ``celeba-spoof`` layouts) and the detector only for rows without
+            one (detector ``none``: the whole image).
         overwrite: start over when ``out_dir`` holds a run with other settings.
         progress: show a tqdm bar.
         on_unit: called with each finished unit's key (tests use it to interrupt).
@@ -224,7 +234,9 @@ def prepare(
         raise BadConfigError(f"image format: expected png or jpg, got {image_format!r}")
     if frames is not None and frames < 1:
         raise BadConfigError(f"frames per video: expected >= 1, got {frames}")
-    settings = PrepareSettings(recipe, frames, image_format)
+    if boxes not in ("detect", "manifest"):
+        raise BadConfigError(f"boxes: expected detect or manifest, got {boxes!r}")
+    settings = PrepareSettings(recipe, frames, image_format, boxes)
     manifest = Path(manifest)
     rows = read_manifest(manifest)
     out = Path(out_dir)
@@ -344,3 +356,32 @@ def write_manifest_like(path: Path, rows: Sequence[Mapping[str, str]],
         for r in rows:
             w.writerow(r)
 
+
+
+def recipe_of_manifest(manifest: str | Path) -> dict[str, Any]:
+    """The crop recipe a manifest was made with by ``vitfas data prepare`` (its
+    ``prepare.json`` beside the manifest), in the bundle's ``preprocessing`` names
+    (``detector``, ``crop_scale``, ``crop_pad``, ``frames_per_video``); empty when there is
+    no ``prepare.json``.
+
+    Raises:
+        BadDataError: ``prepare.json`` exists but cannot be read.
+    """
+    p = Path(manifest).parent / "prepare.json"
+    if not p.is_file():
+        return {}
+    try:
+        info = json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BadDataError(f"{p}: cannot read the prepare settings ({exc})") from exc
+    recipe = info.get("recipe") or {}
+    out: dict[str, Any] = {}
+    if "detector" in recipe:
+        out["detector"] = recipe["detector"]
+    if "scale" in recipe:
+        out["crop_scale"] = float(recipe["scale"])
+    if "pad" in recipe:
+        out["crop_pad"] = recipe["pad"]
+    if info.get("frames"):
+        out["frames_per_video"] = int(info["frames"])
+    return out

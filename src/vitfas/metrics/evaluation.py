@@ -9,7 +9,11 @@ with the dev margin and the ECE, and write the report (:func:`write_report`).
 
 Failures to acquire: a row whose ``fta`` column is ``1``/``true``/``yes`` or whose ``path``
 is empty is an FTA; a row whose image cannot be read is also counted as an FTA (and listed
-as ``unreadable``). None is dropped.
+as ``unreadable``, in ``unreadable.csv``). None is dropped.
+
+The metrics and report of per-row scores are :func:`evaluate_scored`'s, shared with
+``vitfas eval --scores`` (:mod:`vitfas.metrics.scorefile`) and ``vitfas baseline``;
+``vitfas eval --compare`` is :mod:`vitfas.metrics.compare`.
 """
 
 from __future__ import annotations
@@ -108,6 +112,7 @@ class ScoredManifest:
     scores: np.ndarray
     fta: np.ndarray
     unreadable: list[int] = field(default_factory=list)
+    errors: dict[int, str] = field(default_factory=dict)  # row index -> why it was unreadable
 
 
 @torch.inference_mode()
@@ -271,6 +276,46 @@ def run_eval(
     manifest = manifest_for(manifest, out_dir)
     sm = score_manifest(bundle, manifest, [dev_split, test_split], batch_size, num_workers,
                         device, progress, open_dataset)
+    fallback = None
+    if bundle.threshold is not None:
+        t = bundle.config.get("threshold") or {}
+        fallback = Threshold.from_dict(t, f"{t.get('criterion', 'bundle')} (from the bundle)")
+    return evaluate_scored(
+        sm, manifest, source={"bundle": str(bundle.path), "model_id": bundle.model_id},
+        dev_split=dev_split, test_split=test_split, criterion=criterion, threshold=threshold,
+        fallback=fallback, attack_fta=attack_fta, out_dir=out_dir,
+    )
+
+
+def evaluate_scored(
+    sm: ScoredManifest,
+    manifest: str | Path,
+    *,
+    source: dict[str, Any],
+    dev_split: str = "dev",
+    test_split: str = "test",
+    criterion: str | None = None,
+    threshold: float | None = None,
+    fallback: Threshold | None = None,
+    attack_fta: str = "reject",
+    out_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Metrics and report for per-row scores of a manifest, whatever method made them.
+
+    Shared by ``vitfas eval`` (a network bundle), ``vitfas eval --scores`` (a score file)
+    and ``vitfas baseline`` (the LBP baseline). Threshold, in order of precedence:
+    ``threshold`` (a value); ``criterion`` (chosen on ``dev_split``, separately at frame
+    and video level, through :func:`vitfas.metrics.select_threshold`); ``fallback`` (e.g.
+    the bundle's); else the dev EER. Writes ``metrics.json``, ``report.md``, figures,
+    ``scores.csv`` (and ``unreadable.csv`` when images could not be read) into ``out_dir``.
+
+    Args:
+        sm: the scored rows (``nan`` score = not scored or FTA; ``fta`` flags).
+        source: what made the scores, first keys of ``meta`` (``bundle``, ``model_id``).
+
+    Returns:
+        ``{"meta", "frame", ["video"], ["files"]}``; ``metrics.json`` holds all but files.
+    """
     present = {str(r.get("split", "")).strip() for r in sm.rows}
     wanted = [s for s in (dev_split, test_split) if s in present]
     species = sorted({str(r.get("attack_type", "")).strip() for r in sm.rows
@@ -293,14 +338,14 @@ def run_eval(
                 f"splits {sorted(present)}"
             )
         fixed = None
-    elif bundle.threshold is not None:
-        t = bundle.config.get("threshold") or {}
-        fixed = Threshold.from_dict(t, f"{t.get('criterion', 'bundle')} (from the bundle)")
+    elif fallback is not None:
+        fixed = fallback
     elif dev_split in frame:
         criterion, fixed = "eer", None
     else:
+        what = source.get("bundle") or source.get("scores") or source.get("model_id")
         raise BadDataError(
-            f"{bundle.path} has no threshold and {manifest} has no {dev_split!r} split to "
+            f"{what} has no threshold and {manifest} has no {dev_split!r} split to "
             "choose one on; pass --threshold or --criterion with a dev split"
         )
 
@@ -327,8 +372,7 @@ def run_eval(
                          splits)
 
     meta = {
-        "bundle": str(bundle.path),
-        "model_id": bundle.model_id,
+        **source,
         "manifest": str(manifest),
         "rows": len(sm.rows),
         "rows_evaluated": int(sum(len(s) for s in frame.values())),
@@ -339,11 +383,26 @@ def run_eval(
     payload: dict[str, Any] = {"meta": meta, **{lvl: res for lvl, (res, _) in levels.items()}}
     if out_dir is not None and get_rank() == 0:  # under torchrun rank 0 writes the report
         out = Path(out_dir)
-        files = write_report(out, levels, title=f"vitfas eval: {bundle.model_id}", meta=meta)
+        title = f"vitfas eval: {meta.get('model_id')}"
+        files = write_report(out, levels, title=title, meta=meta)
         _write_scores_csv(out / "scores.csv", sm)
         payload["files"] = {k: str(v) for k, v in files.items()} | {
             "scores": str(out / "scores.csv")}
+        if sm.errors or sm.unreadable:
+            payload["files"]["unreadable"] = str(
+                write_unreadable_csv(out / "unreadable.csv", sm))
     return payload
+
+
+def write_unreadable_csv(path: Path, sm: ScoredManifest) -> Path:
+    """``row, path, split, error`` for every row whose image could not be read."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["row", "path", "split", "error"])
+        for i in sorted(set(sm.errors) | set(sm.unreadable)):
+            r = sm.rows[i]
+            w.writerow([i, r.get("path", ""), r.get("split", ""), sm.errors.get(i, "")])
+    return path
 
 
 def _write_scores_csv(path: Path, sm: ScoredManifest) -> None:
@@ -409,26 +468,43 @@ def _criterion_arg(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+EVAL_USAGE = ("vitfas eval BUNDLE MANIFEST [options]\n"
+              "       vitfas eval --scores SCORES.csv MANIFEST [options]\n"
+              "       vitfas eval --compare DIR [DIR ...] [--level frame|video] [--json]")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``vitfas eval``."""
     p = subparsers.add_parser(
         "eval",
-        help="score a manifest with a model bundle; ISO/IEC 30107-3 metrics and a report",
-        description="Score every dev/test row of DATA with BUNDLE, apply the operating "
-        "threshold (the bundle's, or one chosen on the dev split) unchanged to test, and "
-        "report APCER per attack type, BPCER, ACER, HTER, EER, AUC, BPCER20/100 at frame and "
-        "video level, with ROC/DET curves and histograms.",
+        usage=EVAL_USAGE,
+        help="score a manifest with a model bundle (or evaluate a score file, or compare "
+        "results); ISO/IEC 30107-3 metrics and a report",
+        description="Score every dev/test row of MANIFEST with BUNDLE (or take the scores of "
+        "SCORES.csv: columns path,score matched to the manifest rows by path), apply the "
+        "operating threshold (the bundle's, or one chosen on the dev split) unchanged to "
+        "test, and report APCER per attack type, BPCER, ACER, HTER, EER, AUC, BPCER20/100 at "
+        "frame and video level, with ROC/DET curves and histograms. --compare prints the "
+        "metrics.json of several result folders side by side as one Markdown table.",
     )
-    p.add_argument("bundle", help="model bundle folder (from vitfas train)")
-    p.add_argument("manifest", metavar="DATA",
-                   help="a manifest CSV (path,label,attack_type,...,split), or a dataset folder "
-                   "as train takes it ([split/]live/ and [split/]spoof/[attack_type/]), "
-                   "indexed into OUTPUT/manifest.csv")
+    p.add_argument("inputs", nargs="*", metavar="BUNDLE DATA",
+                   help="model bundle folder and a manifest CSV (or a dataset folder as train "
+                   "takes it, indexed into OUTPUT/manifest.csv); with --scores only a manifest")
+    p.add_argument("--scores", metavar="SCORES.csv", default=None,
+                   help="evaluate these scores (columns path,score[,frame][,fta]; score = "
+                   "P(live) or any higher-is-more-live value) instead of running a bundle")
+    p.add_argument("--missing", choices=("error", "fta"), default="error",
+                   help="with --scores: a dev/test row without a score is an error (default) "
+                   "or a failure to acquire")
+    p.add_argument("--compare", nargs="+", metavar="DIR", default=None,
+                   help="print one Markdown table of these result folders' metrics.json")
+    p.add_argument("--level", choices=("frame", "video"), default="frame",
+                   help="with --compare: which level to tabulate")
     p.add_argument("--dev-split", default="dev", help="split to choose thresholds on")
     p.add_argument("--test-split", default="test", help="split to report")
     p.add_argument("--criterion", default=None, type=_criterion_arg,
                    help="re-derive the threshold on the dev split: eer | apcer=0.05 | "
-                   "bpcer=0.05 (default: the bundle's threshold)")
+                   "bpcer=0.05 (default: the bundle's threshold; dev EER for --scores)")
     p.add_argument("--threshold", type=float, default=None, help="use this threshold")
     p.add_argument("--attack-fta", choices=("reject", "accept"), default="reject",
                    help="count an attack's failure to acquire as rejected (default) or accepted")
@@ -440,12 +516,69 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def run_eval_scores(
+    scores_csv: str | Path,
+    manifest: str | Path,
+    *,
+    dev_split: str = "dev",
+    test_split: str = "test",
+    criterion: str | None = None,
+    threshold: float | None = None,
+    attack_fta: str = "reject",
+    missing: str = "error",
+    out_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """``vitfas eval --scores``: the report of a score file's scores on ``manifest``'s rows
+    (matching rules: :mod:`vitfas.metrics.scorefile`); threshold as in
+    :func:`evaluate_scored` (default: the dev EER)."""
+    from vitfas.metrics.scorefile import scores_from_file
+
+    sm, absent = scores_from_file(scores_csv, manifest, (dev_split, test_split), missing)
+    source = {"bundle": None, "model_id": f"scores:{Path(scores_csv).name}",
+              "scores": str(scores_csv), "rows_without_score": absent,
+              "missing_score_rule": "error" if missing == "error" else "failure to acquire"}
+    return evaluate_scored(sm, manifest, source=source, dev_split=dev_split,
+                           test_split=test_split, criterion=criterion, threshold=threshold,
+                           attack_fta=attack_fta, out_dir=out_dir)
+
+
+def _usage_error(msg: str) -> int:
+    import sys
+
+    print(f"usage: {EVAL_USAGE}\nvitfas eval: error: {msg}", file=sys.stderr)
+    return 2
+
+
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``vitfas eval`` (under torchrun the rows are shared over the ranks)."""
+    n = len(args.inputs)
+    if args.compare is not None:
+        if n or args.scores:
+            return _usage_error("--compare takes result folders only (no BUNDLE, MANIFEST or "
+                                "--scores)")
+        from vitfas.metrics.compare import compare_markdown, compare_rows
+
+        rows = compare_rows(args.compare, args.level)
+        print(json.dumps(rows, indent=2) if args.json else compare_markdown(rows, args.level),
+              end="\n" if args.json else "")
+        return 0
+    if args.scores is not None:
+        if n != 1:
+            return _usage_error(f"--scores SCORES.csv takes one MANIFEST, got {n} "
+                                f"positional argument(s) {args.inputs}")
+        payload = run_eval_scores(
+            args.scores, args.inputs[0], dev_split=args.dev_split, test_split=args.test_split,
+            criterion=args.criterion, threshold=args.threshold, attack_fta=args.attack_fta,
+            missing=args.missing, out_dir=args.output)
+        print(json.dumps(payload, indent=2) if args.json else format_summary(payload))
+        return 0
+    if n != 2:
+        return _usage_error(f"expected BUNDLE MANIFEST, got {n} positional argument(s) "
+                            f"{args.inputs}")
     info = init_distributed(args.device)
     device = str(info.device) if info.world_size > 1 else args.device
     payload = run_eval(
-        args.bundle, args.manifest, dev_split=args.dev_split, test_split=args.test_split,
+        args.inputs[0], args.inputs[1], dev_split=args.dev_split, test_split=args.test_split,
         criterion=args.criterion, threshold=args.threshold, attack_fta=args.attack_fta,
         out_dir=args.output, batch_size=args.batch_size, num_workers=args.workers,
         device=device, progress=not getattr(args, "quiet", False),

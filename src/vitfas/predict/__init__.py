@@ -1,8 +1,9 @@
 """Prediction: run a model bundle on images and videos (``vitfas predict``).
 
 - :mod:`vitfas.predict.predictor`: :class:`Predictor` (faces, P(live) scores, decisions),
-  :class:`FaceResult`, :class:`VideoResult` and the input helpers; shared by
-  ``vitfas predict``, ``vitfas serve`` and the demo.
+  :class:`LBPPredictor` (the same for LBP baseline bundles), :func:`load_predictor` (the
+  right one for a bundle folder's ``kind``), :class:`FaceResult`, :class:`VideoResult` and
+  the input helpers; shared by ``vitfas predict``, ``vitfas serve`` and the demo.
 - :mod:`vitfas.predict.cli`: the ``vitfas predict`` verb (one JSON line per input).
 - :mod:`vitfas.predict.runtime`: the inference runtimes (``torch``, ``torch-bf16``,
   ``onnx``, ``onnx-int8``) behind ``Predictor(runtime=...)``.
@@ -16,12 +17,14 @@ from vitfas.predict.predictor import (
     IMAGE_EXTENSIONS,
     VIDEO_EXTENSIONS,
     FaceResult,
+    LBPPredictor,
     Predictor,
     VideoResult,
     decode_image,
     expand_inputs,
     kind_of,
     load_image,
+    load_predictor,
     make_crop_recipe,
     no_face_error,
 )
@@ -31,12 +34,14 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "VIDEO_EXTENSIONS",
     "FaceResult",
+    "LBPPredictor",
     "Predictor",
     "VideoResult",
     "decode_image",
     "expand_inputs",
     "kind_of",
     "load_image",
+    "load_predictor",
     "make_crop_recipe",
     "no_face_error",
 ]

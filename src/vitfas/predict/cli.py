@@ -33,7 +33,7 @@ def register(subparsers: Any) -> None:
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("bundle", help="model bundle folder")
+    p.add_argument("bundle", help="model bundle folder (a network or an LBP baseline bundle)")
     p.add_argument("paths", nargs="+", metavar="PATH", help="images, videos or folders")
     p.add_argument("-o", "--output", help="write JSON lines here instead of stdout")
     p.add_argument("--explain", metavar="DIR", help="write attention overlays (PNG) here")
@@ -105,13 +105,12 @@ def predict_one(pred: Any, path: Path, explain_dir: Path | None, index: int) -> 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from vitfas.bundle import load_bundle
     from vitfas.data.inputs import expand_inputs, kind_of
-    from vitfas.predict import Predictor
+    from vitfas.predict import load_predictor
 
-    bundle = load_bundle(args.bundle)
-    pred = Predictor(bundle, runtime=args.runtime, onnx_path=args.onnx,
-                     batch_size=args.batch_size, detect_side=args.detect_side, threads=args.threads)
+    pred = load_predictor(args.bundle, runtime=args.runtime, onnx_path=args.onnx,
+                          batch_size=args.batch_size, detect_side=args.detect_side,
+                          threads=args.threads)
     if args.frames:
         pred.frames_per_video = args.frames
     files = expand_inputs(args.paths)

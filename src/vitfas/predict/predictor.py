@@ -152,27 +152,46 @@ class Predictor:
                 )
         self.mean = np.asarray(pre["mean"], dtype=np.float32).reshape(3, 1, 1)
         self.std = np.asarray(pre["std"], dtype=np.float32).reshape(3, 1, 1)
+        self._setup(bundle, runtime, batch_size, bundle.class_names or [
+            str(i) for i in range(int(getattr(self.model, "num_classes", 2)))
+        ])
+        self._runtime = open_runtime(bundle, runtime, onnx_path, threads)
+        self.use_detect_side(detect_side)
+
+    def _setup(self, bundle: Any, runtime: str, batch_size: int,
+               class_names: list[str]) -> None:
+        """What every kind of bundle shares: crop recipe, classes, threshold, counters."""
+        pre = bundle.preprocessing
         self.frames_per_video = int(pre.get("frames_per_video") or 8)
         self.recipe = make_crop_recipe(pre, self.img_size)
-        self.class_names = bundle.class_names or [
-            str(i) for i in range(int(getattr(self.model, "num_classes", 2)))
-        ]
+        self.class_names = class_names
         self.live_index = bundle.live_index
         self.threshold = bundle.threshold if bundle.threshold is not None else DEFAULT_THRESHOLD
         self.threshold_source = "bundle" if bundle.threshold is not None else "default 0.5"
-        self.temperature = bundle.temperature
+        self.temperature = getattr(bundle, "temperature", 1.0)  # softmax T (networks only)
         self.batch_size = max(1, int(batch_size))
         self.runtime = runtime
         self.forward_calls = 0
         self._lock = threading.Lock()
-        self._runtime = open_runtime(bundle, runtime, onnx_path, threads)
-        self.detect_side = detect_side
-        self._fast_detector = None if detect_side is None else get_detector(
-            self.recipe.detector, **fast_detector_options(self.recipe.detector, detect_side))
+        self._runtime: Any = None
+        self.detect_side: int | None = None
+        self._fast_detector: Any = None
+
+    def use_detect_side(self, side: int | None) -> None:
+        """Detect faces on a copy at most ``side`` pixels on its longer side (the fast face
+        stage, :func:`vitfas.faces.fast_detector_options`); ``None``: the recipe's detector."""
+        self.detect_side = side
+        self._fast_detector = None if side is None else get_detector(
+            self.recipe.detector, **fast_detector_options(self.recipe.detector, side))
 
     @property
     def model_id(self) -> str:
         return self.bundle.model_id
+
+    def warm_up(self) -> None:
+        """Run one blank crop through preprocessing and the model (first call is slow)."""
+        h, w = self.img_size
+        self.infer(self.preprocess([np.zeros((h, w, 3), np.uint8)]))
 
     # ---------------------------------------------------------------- stages
     def detect(self, rgb: np.ndarray) -> list[tuple[Any, np.ndarray]]:
@@ -332,10 +351,73 @@ class Predictor:
             "temperature": self.temperature,
             "preprocessing": self.bundle.preprocessing,
             "runtime": self.runtime,
-            "runtime_info": self._runtime.info,
+            "runtime_info": getattr(self._runtime, "info", None),
             "detect_side": self.detect_side,
         }
 
 
 def no_face_error(path: str | Path) -> NoFaceError:
     return NoFaceError(f"{path}: no face found (failure to acquire)")
+
+
+class LBPPredictor(Predictor):
+    """:class:`Predictor` for an LBP + SVM baseline bundle (:mod:`vitfas.baselines`).
+
+    Same face detection and cropping as network bundles (the recorded crop recipe, crops of
+    the LBP size); :meth:`preprocess` gives LBP descriptors ``[B, F]`` and :meth:`infer`
+    the SVM's class probabilities ``[B, 2]``. Runs on scikit-learn only; has no attention
+    to explain.
+    """
+
+    def __init__(self, bundle: Any, runtime: str = "scikit-learn",
+                 onnx_path: str | Path | None = None, batch_size: int = 32) -> None:
+        if runtime not in ("scikit-learn", "torch") or onnx_path:
+            raise BadConfigError(
+                f"{bundle.path} is an LBP + SVM bundle: it runs with scikit-learn, not "
+                f"runtime {runtime!r}" + (f" / {onnx_path}" if onnx_path else "")
+            )
+        self.bundle = bundle
+        self.model = bundle.model
+        self.img_size = (bundle.lbp.size, bundle.lbp.size)
+        self._setup(bundle, "scikit-learn", batch_size, bundle.class_names)
+
+    def preprocess(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """Crops ``[S, S, 3]`` uint8 RGB -> LBP descriptors ``[B, F]`` float64."""
+        return self.bundle.features(list(crops))
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Descriptors ``[B, F]`` -> class probabilities ``[B, 2]`` (class_names order)."""
+        outs = []
+        for s in range(0, len(batch), self.batch_size):
+            with self._lock:
+                self.forward_calls += 1
+                outs.append(self.bundle.probabilities(batch[s : s + self.batch_size]))
+        return np.concatenate(outs) if outs else np.zeros((0, len(self.class_names)))
+
+    def explain_overlay(self, crop: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+        raise BadConfigError(f"{self.bundle.path}: an LBP + SVM bundle has no attention maps "
+                             "to explain")
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "kind": self.bundle.config.get("kind"),
+                "features": self.bundle.config.get("features")}
+
+
+def load_predictor(
+    path: str | Path, runtime: str = "torch", onnx_path: str | Path | None = None,
+    batch_size: int = 32, detect_side: int | None = None, threads: int | None = None,
+) -> Predictor:
+    """A :class:`Predictor` for any bundle folder: the kind comes from its ``config.json``
+    (``"kind": "lbp-svm"`` -> :class:`LBPPredictor`, else a network bundle). ``detect_side``
+    (the fast face stage) applies to both; ``threads`` to the onnxruntime runtimes."""
+    from vitfas.bundle import bundle_kind, load_bundle, read_bundle_config
+
+    if bundle_kind(read_bundle_config(path)) == "lbp-svm":
+        from vitfas.baselines.bundle import load_lbp_bundle
+
+        lbp = LBPPredictor(load_lbp_bundle(path), runtime=runtime, onnx_path=onnx_path,
+                           batch_size=batch_size)
+        lbp.use_detect_side(detect_side)
+        return lbp
+    return Predictor(load_bundle(path), runtime=runtime, onnx_path=onnx_path,
+                     batch_size=batch_size, detect_side=detect_side, threads=threads)

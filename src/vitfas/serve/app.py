@@ -313,10 +313,7 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> A
 
     @asynccontextmanager
     async def lifespan(app: Any):  # type: ignore[no-untyped-def]
-        import numpy as np
-
-        h, w = predictor.img_size  # warm up, so the first request is not the slow one
-        await run_in_threadpool(predictor.infer, np.zeros((1, 3, h, w), np.float32))
+        await run_in_threadpool(predictor.warm_up)  # so the first request is not the slow one
         yield
         await batcher.close()
 

@@ -41,13 +41,12 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from vitfas.bundle import load_bundle
-    from vitfas.predict import Predictor
+    from vitfas.predict import load_predictor
     from vitfas.serve.app import ServeSettings, create_app
 
-    bundle = load_bundle(args.bundle)
-    pred = Predictor(bundle, runtime=args.runtime, onnx_path=args.onnx,
-                     batch_size=args.max_batch, detect_side=args.detect_side, threads=args.threads)
+    pred = load_predictor(args.bundle, runtime=args.runtime, onnx_path=args.onnx,
+                          batch_size=args.max_batch, detect_side=args.detect_side,
+                          threads=args.threads)
     settings = ServeSettings(
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels,
         request_timeout_s=args.timeout, max_batch=args.max_batch,

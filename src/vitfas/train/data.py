@@ -194,26 +194,9 @@ def prepared_recipe(cfg: DataConfig) -> dict[str, Any]:
     beside the manifest), in the bundle's ``preprocessing`` names; empty when absent."""
     if cfg.format != "manifest" or not cfg.path:
         return {}
-    p = Path(cfg.path).parent / "prepare.json"
-    if not p.is_file():
-        return {}
-    import json
+    from vitfas.data.prepare import recipe_of_manifest
 
-    try:
-        info = json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BadDataError(f"{p}: cannot read the prepare settings ({exc})") from exc
-    recipe = info.get("recipe") or {}
-    out: dict[str, Any] = {}
-    if "detector" in recipe:
-        out["detector"] = recipe["detector"]
-    if "scale" in recipe:
-        out["crop_scale"] = float(recipe["scale"])
-    if "pad" in recipe:
-        out["crop_pad"] = recipe["pad"]
-    if info.get("frames"):
-        out["frames_per_video"] = int(info["frames"])
-    return out
+    return recipe_of_manifest(cfg.path)
 
 
 def attack_types_of(ds: Dataset) -> list[str]:

@@ -51,11 +51,15 @@ def load_bundle_model(path: str | Path, config: dict[str, Any]) -> nn.Module:
     mode and device.
 
     Raises:
-        BadCheckpointError: unknown architecture, missing weights file, mismatching weights.
+        BadCheckpointError: a bundle of another ``kind``, unknown architecture, missing
+            weights file, mismatching weights.
     """
     from safetensors.torch import load_file
 
     p = Path(path)
+    kind = config.get("kind") or "network"
+    if kind != "network":  # e.g. "lbp-svm" (vitfas.baselines): no network to build
+        raise BadCheckpointError(f"{p} is a {kind!r} bundle, not a network bundle")
     model = build_from_architecture(config["architecture"])
     if config.get("adapters"):
         from vitfas.models import adapters as _adapters
