@@ -51,3 +51,25 @@ def _seed_and_threads() -> Iterator[None]:
     torch.set_num_threads(int(os.environ.get("VITFAS_TEST_THREADS", "1")))
     yield
     torch.set_num_threads(n)
+
+
+def _bomb_png(w: int, h: int) -> bytes:
+    """A tiny PNG file whose header claims ``w x h`` pixels (all-zero rows, compressed):
+    a decompression bomb of a few hundred bytes."""
+    import struct
+    import zlib
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(
+            ">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    raw = zlib.compress(b"\x00" * (w + 1) * min(h, 64), 9)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", raw) + chunk(b"IEND",
+                                                                                    b"")
+
+
+@pytest.fixture(scope="session")
+def bomb_png():
+    """``bomb_png(w=100_000, h=100_000) -> bytes``: a PNG header claiming w x h pixels."""
+    return lambda w=100_000, h=100_000: _bomb_png(w, h)

@@ -222,18 +222,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
     level = logging.DEBUG if args.verbose else (logging.WARNING if args.quiet else logging.INFO)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    rank = os.environ.get("RANK", "0").strip() or "0"
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:  # under torchrun
+        fmt = f"[rank {rank}] {fmt}"
+        if rank != "0" and not args.verbose:
+            level = logging.WARNING  # one copy of every INFO line: rank 0's
+    logging.basicConfig(level=level, format=fmt)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
     try:
         return int(args.func(args) or 0)
     except VitfasError as exc:
+        _fail_fast_if_distributed(exc, args.command)
         print(f"vitfas {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 1
+    except Exception as exc:
+        _fail_fast_if_distributed(exc, args.command)
+        raise
+
+
+def _fail_fast_if_distributed(exc: BaseException, command: str) -> None:
+    """Under torchrun, a failed rank names itself and exits at once (the others would wait
+    in a collective for it); returns in a single process."""
+    if "torch.distributed" in sys.modules:
+        from vitfas.distributed import fail_fast
+
+        fail_fast(exc, f"vitfas {command}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,6 +12,10 @@ Launch any vitfas verb under ``torchrun`` and the pieces here take over:
   which pads). Used by ``vitfas eval`` and ``vitfas data prepare``.
 - Small collectives that are no-ops in a single process: :func:`barrier`,
   :func:`broadcast_object`, :func:`all_gather_objects`, :func:`all_reduce_mean`.
+- Failure handling: every collective gives up after ``trainer.dist_timeout_s`` (eval and
+  prepare: ``VITFAS_DIST_TIMEOUT``; default 1800 s); a rank that fails reports itself
+  (:func:`fail_fast`: "rank R of W failed: ...") and exits at once, so torchrun stops the
+  other ranks within seconds instead of leaving them waiting in a collective.
 
 This is the process-group layer: it knows nothing of models or training, so ``data``,
 ``metrics`` and ``train`` can all use it. Wrapping a model for data-parallel training
@@ -31,7 +35,7 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
-from vitfas.errors import BadConfigError
+from vitfas.errors import BadConfigError, VitfasError
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,7 @@ __all__ = [
     "broadcast_object",
     "distributed_map",
     "env_world_size",
+    "fail_fast",
     "gather_concat",
     "get_rank",
     "get_world_size",
@@ -56,6 +61,22 @@ __all__ = [
 ]
 
 _STARTED_HERE = False
+_TIMEOUT_S: float | None = None
+
+
+def _timeout_s(timeout_s: float | None) -> float:
+    raw: Any = timeout_s if timeout_s is not None else os.environ.get("VITFAS_DIST_TIMEOUT",
+                                                                      1800)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise BadConfigError(f"distributed timeout: expected seconds, got {raw!r} "
+                             f"(trainer.dist_timeout_s / VITFAS_DIST_TIMEOUT)") from None
+    if not 0 < value < float("inf"):
+        raise BadConfigError(f"distributed timeout must be a positive finite number of "
+                             f"seconds, got {raw!r} (trainer.dist_timeout_s / "
+                             f"VITFAS_DIST_TIMEOUT)")
+    return value
 
 
 @dataclass(frozen=True)
@@ -123,8 +144,9 @@ def init_distributed(device: str = "auto", backend: str | None = None,
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; with several processes, ``cuda``
             / ``auto`` mean GPU ``LOCAL_RANK``.
         backend: ``nccl`` / ``gloo``; default NCCL for CUDA, Gloo for CPU.
-        timeout_s: collective timeout; default ``VITFAS_DIST_TIMEOUT`` or 1800 s (long
-            enough for an evaluation pass that only some ranks run).
+        timeout_s: collective timeout (``trainer.dist_timeout_s``); default
+            ``VITFAS_DIST_TIMEOUT`` or 1800 s (long enough for an evaluation pass that only
+            some ranks run). A rank waiting longer than this in a collective raises.
 
     Returns:
         The :class:`DistInfo`; rank 0 of 1 on CPU/CUDA when not launched by torchrun.
@@ -150,8 +172,7 @@ def init_distributed(device: str = "auto", backend: str | None = None,
         )
     dev = _device_for(device, local, True)
     backend = backend or ("nccl" if dev.type == "cuda" else "gloo")
-    timeout = float(timeout_s if timeout_s is not None
-                    else os.environ.get("VITFAS_DIST_TIMEOUT", 1800))
+    timeout = _timeout_s(timeout_s)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     kwargs: dict[str, Any] = {"backend": backend,
@@ -159,7 +180,8 @@ def init_distributed(device: str = "auto", backend: str | None = None,
     if dev.type == "cuda" and backend == "nccl":
         kwargs["device_id"] = dev
     dist.init_process_group(**kwargs)
-    _STARTED_HERE = True
+    global _TIMEOUT_S
+    _STARTED_HERE, _TIMEOUT_S = True, timeout
     atexit.register(teardown)
     info = DistInfo(dist.get_rank(), dist.get_world_size(), local, backend, dev)
     log.info("distributed: rank %d of %d (local rank %d) on %s, backend %s", info.rank,
@@ -186,6 +208,43 @@ def teardown() -> None:
             log.warning("distributed teardown: ranks did not meet (%s)", exc)
         dist.destroy_process_group()
     _STARTED_HERE = False
+
+
+def fail_fast(exc: BaseException, what: str = "vitfas") -> None:
+    """In a multi-process run: report that this rank failed (naming it, with ``exc``) and
+    leave the process at once with exit status 1, without the teardown barrier.
+
+    torchrun then stops the other ranks within seconds (they may be waiting in a collective
+    that this rank will never join); without torchrun, their next collective fails as the
+    connection closes. Returns (does nothing) in a single process.
+    """
+    if not is_distributed():
+        return
+    import sys
+    import traceback
+
+    rank, world = dist.get_rank(), dist.get_world_size()
+    text = str(exc) or type(exc).__name__
+    if _is_collective_failure(exc):
+        text = (f"a collective operation failed or timed out (trainer.dist_timeout_s = "
+                f"{_TIMEOUT_S:g} s): another rank has probably failed first, see its "
+                f"message ({type(exc).__name__}: {text.splitlines()[0] if text else ''})")
+    elif not isinstance(exc, VitfasError):
+        traceback.print_exception(exc, file=sys.stderr)
+    print(f"{what}: rank {rank} of {world} failed: {text}; stopping this run on every "
+          f"rank", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(1)
+
+
+def _is_collective_failure(exc: BaseException) -> bool:
+    dist_error = getattr(dist, "DistError", None)
+    if dist_error is not None and isinstance(exc, dist_error):
+        return True
+    msg = str(exc)
+    return isinstance(exc, RuntimeError) and any(
+        k in msg for k in ("Timed out", "timed out", "Connection closed by peer",
+                           "Connection reset by peer", "[gloo/", "NCCL"))
 
 
 # --------------------------------------------------------------------------- collectives

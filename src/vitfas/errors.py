@@ -24,6 +24,10 @@ class BadImageError(VitfasError, ValueError):
     """An image file is missing, empty, corrupt or of an unsupported kind."""
 
 
+class TooManyPixelsError(BadImageError):
+    """An image whose header claims more pixels than the limit (a decompression bomb)."""
+
+
 class BadVideoError(VitfasError, ValueError):
     """A video file is missing, empty, corrupt or has no decodable frames."""
 

@@ -249,6 +249,21 @@ def test_real_face_overlay_lands_on_the_crop_box(
     assert not changed[outside].any()
 
 
+def test_explain_skips_a_decompression_bomb(
+    bundle: Path, images: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], bomb_png,
+) -> None:
+    bomb = tmp_path / "in" / "bomb.png"
+    bomb.write_bytes(bomb_png())
+    code = _main(["explain", str(bundle), str(images[0]), str(bomb), "-o",
+                  str(tmp_path / "out"), "--json"], monkeypatch)
+    assert code == 1  # the bomb skipped with its reason, the other image explained
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["images"] == 1 and summary["skipped"] == 1
+    assert "bomb.png" in summary["errors"][0]["image"]
+    assert "too many pixels" in json.dumps(summary["errors"][0])
+
+
 def test_explain_walks_folders_and_videos_as_predict_does(
     bundle: Path, images: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,

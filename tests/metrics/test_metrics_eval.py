@@ -278,6 +278,20 @@ def test_eval_usage_and_data_errors(tmp_path, local_dataset, capsys):
     assert "not a model bundle" in capsys.readouterr().err
 
 
+def test_eval_counts_a_decompression_bomb_as_an_fta(tmp_path, capsys, bomb_png):
+    """The real ManifestDataset on a manifest whose test print is a bomb: an FTA with its
+    reason in the log, the other rows scored, exit 0."""
+    pytest.importorskip("vitfas.data.datasets")
+    bundle = tiny_bundle(tmp_path / "bundle")
+    manifest = write_manifest(tmp_path / "data", broken=True)
+    (tmp_path / "data" / "bad.png").write_bytes(bomb_png())
+    rc = main(["-q", "eval", str(bundle), str(manifest), "-o", str(tmp_path / "r"), "--json"])
+    assert rc == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["meta"]["unreadable_rows"] == 1
+    assert payload["meta"]["rows_evaluated"] == len(ROWS)
+
+
 def test_eval_takes_a_dataset_folder_as_train_does(tmp_path, capsys):
     """The folder form ``train`` reads (split/live, split/spoof[/type]) needs no manifest;
     spoof files with no type folder get the generic attack type ``attack``."""

@@ -97,7 +97,7 @@ def test_threshold_from_bundle_decides(tiny_bundle, image_dir, tmp_path):
 
 
 def test_bad_files_reported_and_run_goes_on(tiny_bundle, image_dir, tmp_path, monkeypatch,
-                                            capsys):
+                                            capsys, bomb_png):
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "empty.jpg").write_bytes(b"")
@@ -105,15 +105,17 @@ def test_bad_files_reported_and_run_goes_on(tiny_bundle, image_dir, tmp_path, mo
     good = (image_dir / "img0.jpg").read_bytes()
     (bad / "truncated.jpg").write_bytes(good[: len(good) // 3])
     (bad / "broken.mp4").write_bytes(b"\x00" * 100)
-    missing = tmp_path / "missing.png"
+    (bad / "bomb.png").write_bytes(bomb_png())
     out = tmp_path / "out.jsonl"
     argv = ["predict", str(tiny_bundle), str(bad / "empty.jpg"), str(bad / "text.jpg"),
-            str(missing), str(bad / "broken.mp4"), str(image_dir / "img1.png"), "-o", str(out)]
+            str(bad / "bomb.png"), str(bad / "broken.mp4"), str(image_dir / "img1.png"),
+            "-o", str(out)]
     assert run_cli(argv, monkeypatch) == 0
     recs = {Path(r["path"]).name: r for r in _read(out)}
-    for name in ("empty.jpg", "text.jpg", "missing.png", "broken.mp4"):
+    for name in ("empty.jpg", "text.jpg", "bomb.png", "broken.mp4"):
         assert recs[name]["status"] == "error", recs[name]
         assert name in recs[name]["error"]
+    assert "too many pixels" in recs["bomb.png"]["error"]
     assert recs["img1.png"]["status"] == "ok"
     assert "4 unreadable" in capsys.readouterr().err
     assert run_cli([*argv, "--strict"], monkeypatch) == 1
@@ -121,6 +123,18 @@ def test_bad_files_reported_and_run_goes_on(tiny_bundle, image_dir, tmp_path, mo
     assert run_cli(["-q", "predict", str(tiny_bundle), str(bad / "truncated.jpg"),
                     str(image_dir / "img1.png"), "-o", str(out)], monkeypatch) == 0
     assert len(_read(out)) == 2
+
+
+def test_missing_path_is_a_usage_error(tiny_bundle, image_dir, tmp_path, monkeypatch,
+                                       capsys):
+    out = tmp_path / "out.jsonl"
+    missing = tmp_path / "no" / "such" / "dir"
+    rc = run_cli(["predict", str(tiny_bundle), str(image_dir), str(missing), "-o", str(out)],
+                 monkeypatch)
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert f"{missing}: no such file or folder" in err
+    assert not out.exists() or out.read_text() == ""
 
 
 def test_no_face_line_and_strict(tiny_bundle, image_dir, tmp_path, monkeypatch):

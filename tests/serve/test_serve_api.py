@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import struct
 import time
-import zlib
 
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
+
+from vitfas.data.io import max_pixels
 
 
 @pytest.fixture()
@@ -67,7 +67,7 @@ def test_liveness_answer_matches_predictor(predictor, image_dir):
     assert c.get("/healthz").json() == {"status": "ok", "model_id": predictor.model_id}
     info = c.get("/v1/model").json()
     assert info["class_names"] == ["spoof", "live"] and info["live_index"] == 1
-    assert info["limits"]["max_pixels"] == 40_000_000
+    assert info["limits"]["max_pixels"] == max_pixels()
 
 
 def test_exif_rotation_through_api(predictor, face_fixtures):
@@ -144,19 +144,7 @@ def test_max_batch_is_respected(predictor):
     assert max(app.state.batcher.batch_sizes) <= 3
 
 
-def _bomb_png(w: int, h: int) -> bytes:
-    """A tiny PNG file whose header claims w x h pixels (all-zero rows, highly compressed)."""
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(
-            ">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)  # 8-bit greyscale
-    raw = zlib.compress(b"\x00" * (w + 1) * min(h, 64), 9)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", raw) + chunk(b"IEND",
-                                                                                    b"")
-
-
-def test_fuzz_bad_uploads_never_take_the_worker_down(predictor, image_dir):
+def test_fuzz_bad_uploads_never_take_the_worker_down(predictor, image_dir, bomb_png):
     app = _app(predictor, max_upload_bytes=300_000, max_pixels=1_000_000)
     c = _client(app)
     good = (image_dir / "img0.jpg").read_bytes()
@@ -173,21 +161,32 @@ def test_fuzz_bad_uploads_never_take_the_worker_down(predictor, image_dir):
         "pdf content type": (good, "application/pdf", {415}),
         "gif format": (gif.getvalue(), "image/gif", {415}),
         "gif sent as png": (gif.getvalue(), "image/png", {415}),
-        "decompression bomb png": (_bomb_png(30_000, 30_000), "image/png", {413}),
-        "bomb under PIL's own limit": (_bomb_png(3000, 3000), "image/png", {413}),
+        "decompression bomb png": (bomb_png(30_000, 30_000), "image/png", {413}),
+        "bomb under PIL's own limit": (bomb_png(3000, 3000), "image/png", {413}),
         "too many bytes": (_png(big), "image/png", {413}),
-        "png header then garbage": (_bomb_png(64, 64)[:40] + b"\xff" * 500, "image/png",
+        "png header then garbage": (bomb_png(64, 64)[:40] + b"\xff" * 500, "image/png",
                                     {422}),
     }
     for what, (data, ctype, codes) in cases.items():
         r = c.post("/v1/liveness", files={"file": ("x.jpg", data, ctype)})
         assert r.status_code in codes, (what, r.status_code, r.text)
         assert isinstance(r.json()["detail"], str) and r.json()["detail"], what
-    # not multipart at all / no file field: FastAPI's validation error, still JSON
+    # a raw image body (not multipart): 415 saying how to send it
     r = c.post("/v1/liveness", content=good, headers={"content-type": "image/jpeg"})
-    assert r.status_code == 422 and "detail" in r.json()
+    assert r.status_code == 415, r.text
+    detail = r.json()["detail"]
+    assert isinstance(detail, str) and "image/jpeg body" in detail
+    assert "multipart/form-data field 'file'" in detail
+    # multipart without the file field: 422, one sentence naming the field
     r = c.post("/v1/liveness", data={"x": "1"})
     assert r.status_code == 422
+    assert isinstance(r.json()["detail"], str) and "missing field 'file'" in r.json()["detail"]
+    # a bad query value, an unknown path, a wrong method: {"detail": "<text>"} too
+    for r in (c.post("/v1/liveness?explain=maybe", files={"file": ("x.jpg", good,
+                                                                   "image/jpeg")}),
+              c.get("/no/such/page"), c.get("/v1/liveness")):
+        assert r.status_code in (404, 405, 422), r.text
+        assert isinstance(r.json()["detail"], str) and r.json()["detail"], r.text
     # an enormous declared body is refused before it is read
     r = c.post("/v1/liveness", content=b"x" * 10, headers={"content-length": str(10**9),
                                                            "content-type": "image/jpeg"})
@@ -301,3 +300,14 @@ def test_vitfas_serve_command(tiny_bundle, image_dir):
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+def test_docs_pages_use_packaged_assets_not_a_cdn(predictor):
+    c = _client(_app(predictor))
+    for page, asset in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+        r = c.get(page)
+        assert r.status_code == 200
+        assert "cdn." not in r.text and "https://" not in r.text.split("<body")[-1], page
+        src = next(x for x in r.text.split('"') if x.endswith(asset))
+        js = c.get(src)
+        assert js.status_code == 200 and len(js.content) > 100_000, (page, src)

@@ -62,7 +62,7 @@ class CDP:
             if v:
                 return v
             time.sleep(0.1)
-        err = self.eval("document.getElementById('error').textContent")
+        err = self.eval("(document.getElementById('error') || {}).textContent")
         raise TimeoutError(f"waited {timeout} s for {expr}; page error: {err!r}")
 
     def close(self) -> None:
@@ -97,15 +97,15 @@ def server(tiny_bundle):
     th.join(10)
 
 
-@pytest.fixture()
-def browser(tmp_path):
+def _chromium(tmp_path: Path, extra: list[str]):
+    """Headless Chromium driven over CDP (its first page); ``extra`` command-line flags."""
     profile = tmp_path / "profile"
     args = [
         CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
         "--no-first-run", f"--user-data-dir={profile}", "--remote-debugging-port=0",
         "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-        "--window-size=1100,1000", "about:blank",
+        "--window-size=1100,1000", *extra, "about:blank",
     ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -127,6 +127,19 @@ def browser(tmp_path):
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture()
+def browser(tmp_path):
+    yield from _chromium(tmp_path, [])
+
+
+@pytest.fixture()
+def offline_browser(tmp_path):
+    """Chromium that can reach 127.0.0.1 only: every other host name fails to resolve, so
+    a page that needs a CDN stays blank."""
+    yield from _chromium(tmp_path, ["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+                                    "--proxy-server=direct://"])
 
 
 def _fixture_image(shared: Path | None, tmp_path: Path) -> Path:
@@ -193,3 +206,24 @@ def test_web_page_upload_and_webcam(server, browser, tmp_path):
     cdp.wait_for("document.body.dataset.done === '2'", timeout=60)
     assert cdp.eval("document.getElementById('status').textContent").startswith("snapshot.jpg")
     assert 0.0 <= float(cdp.eval("document.getElementById('score').dataset.score")) <= 1.0
+
+
+@pytest.mark.timeout(180)
+def test_api_docs_render_without_network(server, offline_browser):
+    """``/docs`` (Swagger UI) and ``/redoc`` load their scripts from the service itself and
+    render the API (the page links to /docs)."""
+    cdp = offline_browser
+    cdp.send("Page.enable")
+    cdp.send("Runtime.enable")
+    cdp.send("Page.navigate", url=server + "/docs")
+    cdp.wait_for("typeof SwaggerUIBundle === 'function'")
+    cdp.wait_for("document.querySelectorAll('.opblock').length > 0", timeout=60)
+    assert "vitfas liveness" in cdp.eval("document.querySelector('.info .title').textContent")
+    paths = cdp.eval("Array.from(document.querySelectorAll('.opblock-summary-path'))"
+                     ".map(e => e.textContent)")
+    assert "/v1/liveness" in paths
+    cdp.send("Page.navigate", url=server + "/redoc")
+    cdp.wait_for("typeof Redoc === 'object'")
+    cdp.wait_for("document.body.innerText.includes('Score every face in an uploaded image')",
+                 timeout=60)
+    assert "vitfas liveness" in cdp.eval("document.querySelector('h1').textContent")

@@ -194,8 +194,20 @@ def make_cli_files(root: Path) -> None:
     write_imagefolder(root / "synth", n_train=32, n_dev=16, n_test=16, size=16, seed=0)
 
 
+def on_rank0_then_all(write: Any) -> Any:
+    """``write()`` on rank 0 only, then every rank meets: files that all ranks read are
+    written once and complete before anyone reads them (two ranks writing the same file
+    let one read it half-written)."""
+    from vitfas.train import distributed as D
+
+    out = write() if D.get_rank() == 0 else None
+    D.barrier()
+    return out
+
+
 def train_config(root: Path, out: Path, batch_size: int, **trainer: Any) -> Path:
-    """A tiny ``vitfas train`` config: 2 epochs of 32 images, global batch 8."""
+    """A tiny ``vitfas train`` config: 2 epochs of 32 images, global batch 8 (written by
+    rank 0; every rank gets the path)."""
     import yaml
 
     cfg = {
@@ -209,8 +221,12 @@ def train_config(root: Path, out: Path, batch_size: int, **trainer: Any) -> Path
                     "best_mode": "min", "log_every": 1, "device": "cpu", **trainer},
     }
     p = out.parent / f"{out.name}.yaml"
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(yaml.safe_dump(cfg))
+
+    def write() -> None:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(yaml.safe_dump(cfg))
+
+    on_rank0_then_all(write)
     return p
 
 
@@ -238,8 +254,12 @@ def eval_args(work: Path, out: str) -> list[str]:
 
 def mae_args(root: Path, out: Path, *extra: str) -> list[str]:
     cfg = out.parent / "mae.yaml"
-    cfg.parent.mkdir(parents=True, exist_ok=True)
-    cfg.write_text("trainer:\n  batch_size: 4\n  log_every: 1\n  device: cpu\n")
+
+    def write() -> None:
+        cfg.parent.mkdir(parents=True, exist_ok=True)
+        cfg.write_text("trainer:\n  batch_size: 4\n  log_every: 1\n  device: cpu\n")
+
+    on_rank0_then_all(write)
     return ["pretrain-mae", str(cfg), "model.name=mae_vit_tiny_patch16", "model.img_size=16",
             "model.overrides.patch_size=4", "model.overrides.embed_dim=32",
             "model.overrides.depth=2", "model.overrides.num_heads=2",
@@ -251,21 +271,35 @@ def mae_args(root: Path, out: Path, *extra: str) -> list[str]:
 
 # --------------------------------------------------------------------------- scenarios
 def main(work: Path, group: str) -> None:
-    """Run the scenarios of ``group``: ``core`` (engine, eval) or ``cli`` (train, MAE)."""
+    """Run the scenarios of ``group``: ``core`` (engine, eval), ``cli`` (train, MAE) or
+    ``fail`` (rank 1 fails while rank 0 waits in a collective).
+
+    A scenario that fails on one rank ends the launch at once: the rank writes its results
+    (with the traceback) and exits 1, and torchrun stops the other rank, which may be
+    waiting in a collective this rank will never join. Collectives time out after 60 s.
+    """
+    import os
+
     import torch.distributed as dist
 
     from vitfas.train import distributed as D
 
-    info = D.init_distributed("cpu")
+    # the failure groups must end by failing fast, long before a collective would time out
+    info = D.init_distributed("cpu", timeout_s=60 if group in ("core", "cli") else 600)
     rank = info.rank
     assert info.world_size == 2 and info.backend == "gloo", info
     results: dict[str, Any] = {"rank": rank}
+    out = work / f"results_{group}_rank{rank}.json"
 
     def scenario(name: str, fn: Any) -> None:
         try:
             results[name] = fn()
-        except Exception:  # report, keep going: other scenarios still run
+        except BaseException:
             results[name] = {"error": traceback.format_exc()}
+            out.write_text(json.dumps(results, default=str))
+            print(f"rank {rank}: scenario {name} failed:\n{results[name]['error']}",
+                  file=sys.stderr, flush=True)
+            os._exit(1)
         dist.barrier()
 
     # one optimiser step, 4 per rank = the global batch of 8
@@ -331,12 +365,26 @@ def main(work: Path, group: str) -> None:
         scenario("eval", evaluation)
         scenario("prepare", prepare)
         scenario("eval_cli", lambda: cli_json(eval_args(work, "report_cli_2")))
-    else:
+    elif group == "cli":
         scenario("train_ddp", lambda: train_cli("ddp"))
         scenario("train_fsdp", lambda: train_cli("fsdp"))
         scenario("mae_ddp", lambda: mae_cli("ddp"))
         scenario("mae_fsdp", lambda: mae_cli("fsdp"))
-    (work / f"results_{group}_rank{rank}.json").write_text(json.dumps(results, default=str))
+    elif group == "fail":  # the hang of old: rank 1 raises, rank 0 waits in a broadcast
+        def one_rank_fails() -> Any:
+            if rank == 1:
+                raise RuntimeError("rank 1 failed on purpose")
+            return D.broadcast_object("from rank 0")
+
+        scenario("one_rank_fails", one_rank_fails)
+    elif group == "fail_cli":  # the same through the vitfas CLI: rank 1's config is bad
+        cfg = train_config(work, work / "train_fail" / "run", 4)
+        if rank == 1:
+            cfg = cfg.with_name("missing.yaml")
+        from vitfas.cli import main as cli_main
+
+        cli_main(["train", str(cfg)])
+    out.write_text(json.dumps(results, default=str))
     D.teardown()
 
 

@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -43,8 +44,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _launch(work: Path, group: str) -> list[dict]:
-    """Run a group of 2-process scenarios under torchrun; each rank's results."""
+def _run_torchrun(work: Path, group: str, timeout: float = 240) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items()
            if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
     env["PYTHONPATH"] = os.pathsep.join([str(SRC), str(HERE), env.get("PYTHONPATH", "")])
@@ -52,13 +52,22 @@ def _launch(work: Path, group: str) -> list[dict]:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
            "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
            str(HERE / "_dist_worker.py"), str(work), group]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _launch(work: Path, group: str) -> list[dict]:
+    """Run a group of 2-process scenarios under torchrun; each rank's results. A scenario
+    that fails on either rank ends the launch at once; its traceback is the message."""
+    proc = _run_torchrun(work, group)
+    errors = []
+    for r in (0, 1):
+        f = work / f"results_{group}_rank{r}.json"
+        res = json.loads(f.read_text()) if f.is_file() else {}
+        errors += [f"rank {r} {name}: {value['error']}" for name, value in res.items()
+                   if isinstance(value, dict) and "error" in value]
+    assert not errors, "\n".join(errors)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    results = [json.loads((work / f"results_{group}_rank{r}.json").read_text()) for r in (0, 1)]
-    for res in results:
-        for name, value in res.items():
-            assert not (isinstance(value, dict) and "error" in value), f"{name}: {value}"
-    return results
+    return [json.loads((work / f"results_{group}_rank{r}.json").read_text()) for r in (0, 1)]
 
 
 @pytest.fixture(scope="module")
@@ -360,3 +369,50 @@ def test_fsdp_units_are_the_transformer_blocks():
                        depth=2, num_heads=2, decoder_embed_dim=32, decoder_depth=1,
                        decoder_num_heads=2)
     assert _shard_units(mae) == [*mae.blocks, *mae.decoder_blocks] and len(mae.blocks) == 2
+
+
+# --------------------------------------------------------------------------- failures
+@pytest.mark.timeout(300)
+def test_a_failing_rank_ends_the_launch_within_seconds(tmp_path):
+    """Rank 1 raises while rank 0 waits in a broadcast (the hang of old): the launch ends
+    long before the 600 s collective timeout, and the traceback is kept."""
+    t0 = time.monotonic()
+    proc = _run_torchrun(tmp_path, "fail")
+    took = time.monotonic() - t0
+    assert proc.returncode != 0
+    res = json.loads((tmp_path / "results_fail_rank1.json").read_text())
+    assert "rank 1 failed on purpose" in res["one_rank_fails"]["error"]
+    # rank 0 was stopped by torchrun or its broadcast failed as rank 1's connection closed
+    assert took < 120, f"the launch took {took:.0f} s"
+
+
+@pytest.mark.timeout(300)
+def test_cli_failure_on_one_rank_names_it_and_stops_both(tmp_path):
+    """``vitfas train`` under torchrun where rank 1's config does not exist: one message
+    naming rank 1 and the file, both ranks gone within seconds, INFO only from rank 0."""
+    W.make_cli_files(tmp_path)
+    t0 = time.monotonic()
+    proc = _run_torchrun(tmp_path, "fail_cli")
+    took = time.monotonic() - t0
+    assert proc.returncode != 0
+    err = proc.stderr
+    assert "vitfas train: rank 1 of 2 failed:" in err and "missing.yaml" in err, err[-3000:]
+    assert "[rank 1] INFO" not in err, err[-3000:]
+    assert took < 120, f"the launch took {took:.0f} s"
+
+
+def test_dist_timeout_is_finite_and_configurable(monkeypatch):
+    from vitfas.distributed import _timeout_s
+    from vitfas.train.engine import TrainerConfig
+
+    assert TrainerConfig().dist_timeout_s == 1800
+    assert TrainerConfig(dist_timeout_s=30).dist_timeout_s == 30
+    for bad in (0, -1, float("inf")):
+        with pytest.raises(BadConfigError, match="dist_timeout_s"):
+            TrainerConfig(dist_timeout_s=bad)
+    assert _timeout_s(12.5) == 12.5
+    monkeypatch.setenv("VITFAS_DIST_TIMEOUT", "45")
+    assert _timeout_s(None) == 45
+    monkeypatch.setenv("VITFAS_DIST_TIMEOUT", "never")
+    with pytest.raises(BadConfigError, match="VITFAS_DIST_TIMEOUT"):
+        _timeout_s(None)

@@ -83,7 +83,8 @@ def test_empty_cache_names_repo_and_local_alternative(tmp_path, monkeypatch):
     msg = str(e.value)
     assert repo in msg
     assert f"create_model('{NAME}', pretrained='/path/to/model.safetensors')" in msg
-    assert "offline=True" in msg
+    assert "offline (HF_HUB_OFFLINE=1)" in msg and str(tmp_path / "empty") in msg
+    assert "MODEL_NAME" not in msg
 
 
 def test_no_public_checkpoint_registered():
@@ -110,3 +111,78 @@ def test_load_model_from_cached_hf_transformers_repo(tmp_path, monkeypatch, rand
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(ours(x), ref(pixel_values=x).logits, atol=1e-5, rtol=0)
+
+
+def _no_network_yet_online(monkeypatch, cache: Path) -> list:
+    """Online mode (no HF_HUB_OFFLINE) with an empty cache and a hub that never answers:
+    the probe's connection attempt hangs. Returns the list of network downloads tried."""
+    import time as real_time
+
+    from huggingface_hub import constants
+
+    from vitfas.weights import hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    for var in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("VITFAS_HUB_PROBE_TIMEOUT", "1")
+
+    def hang(*a, **k):
+        real_time.sleep(30)
+        raise TimeoutError("never")
+
+    monkeypatch.setattr(hub.socket, "create_connection", hang)
+    downloads: list = []
+    import huggingface_hub
+
+    real = huggingface_hub.hf_hub_download
+
+    def spy(*a, **k):
+        if not k.get("local_files_only"):
+            downloads.append(a)
+            raise AssertionError("a download was tried although the hub is unreachable")
+        return real(*a, **k)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", spy)
+    return downloads
+
+
+def test_unreachable_hub_fails_fast_with_one_message(tmp_path, monkeypatch):
+    import time
+
+    downloads = _no_network_yet_online(monkeypatch, tmp_path / "cache")
+    repo = get_entry(NAME).hub_id
+    t0 = time.monotonic()
+    with pytest.raises(BadCheckpointError) as e:
+        vitfas.create_model(NAME, pretrained=True)
+    took = time.monotonic() - t0
+    assert took < 5, f"took {took:.1f} s"
+    assert downloads == []
+    msg = str(e.value)
+    assert repo in msg and str(tmp_path / "cache") in msg
+    assert "cannot be reached" in msg and "huggingface.co:443" in msg
+    assert f"create_model('{NAME}', pretrained='/path/to/model.safetensors')" in msg
+
+
+def test_load_model_hints_name_the_real_model(tmp_path, monkeypatch):
+    _offline(monkeypatch, tmp_path / "empty")
+    repo = get_entry(NAME).hub_id
+    with pytest.raises(BadCheckpointError) as e:
+        vitfas.load_model(f"hf-hub:{repo}")
+    msg = str(e.value)
+    assert "MODEL_NAME" not in msg
+    assert f"create_model('{NAME}', pretrained='/path/to/model.safetensors')" in msg
+    assert f"load_model('/path/to/{repo.split('/')[1]}')" in msg
+    with pytest.raises(BadCheckpointError) as e:
+        vitfas.load_model("hf-hub:someone/unknown-vit")
+    assert "MODEL_NAME" not in str(e.value)
+    assert "load_model('/path/to/unknown-vit')" in str(e.value)
+
+
+def test_load_model_of_a_registry_name_points_to_create_model():
+    with pytest.raises(BadCheckpointError,
+                       match=r"'vit_base_patch16_224' is a model name.*"
+                             r"create_model\('vit_base_patch16_224', pretrained=True\)"):
+        vitfas.load_model("vit_base_patch16_224")

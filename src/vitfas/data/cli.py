@@ -121,6 +121,9 @@ def run_index(args: argparse.Namespace) -> int:
         opts["dataset"] = args.dataset
     if args.protocol is not None or args.fold is not None:
         opts.update(protocol=args.protocol, fold=args.fold)
+    skipped: list[str] = []
+    if ALIASES.get(args.layout, args.layout) in ("folder", "imagefolder"):
+        opts["skipped"] = skipped
     if args.classes is not None or args.label_from is not None:
         if _layout_key(args.layout) != "yolo":
             raise BadDataError(f"--classes/--label-from apply to --layout yolo, not "
@@ -133,11 +136,23 @@ def run_index(args: argparse.Namespace) -> int:
         r["path"] = relative_to_manifest(r["path"], out)
     _write(out, rows)
     if args.json:
-        print(json.dumps({"manifest": str(out), "rows": len(rows), "counts": summarize(rows)}))
+        print(json.dumps({"manifest": str(out), "rows": len(rows), "counts": summarize(rows),
+                          "skipped": skipped}))
     else:
         print(f"wrote {out}: {len(rows)} rows")
         _print_counts(rows)
+        if skipped:
+            _print_listing(f"skipped {len(skipped)} file(s) that are neither images nor "
+                           f"videos:", skipped, f"... and {len(skipped) - 20} more")
     return 0
+
+
+def _print_listing(title: str, lines: list[str], more: str, limit: int = 20) -> None:
+    print(title)
+    for line in lines[:limit]:
+        print(f"  {line}")
+    if len(lines) > limit:
+        print(f"  {more}")
 
 
 def run_ocim(args: argparse.Namespace) -> int:
@@ -190,9 +205,6 @@ def run_prepare(args: argparse.Namespace) -> int:
               "manifest with fta=1)")
         bad = [f for f in s["failures"] if f["reason"] == "unreadable"]
         if bad:
-            print(f"skipped {len(bad)} unreadable file(s):")
-            for f in bad[:20]:
-                print(f"  {f['detail']}")
-            if len(bad) > 20:
-                print(f"  ... see {s['failures_csv']}")
+            _print_listing(f"skipped {len(bad)} unreadable file(s):",
+                           [f["detail"] for f in bad], f"... see {s['failures_csv']}")
     return 0

@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-from PIL import Image
 from tqdm import tqdm
 
-from vitfas.data.io import is_image_file, load_image
+from vitfas.data.io import image_header, is_image_file, load_image
 from vitfas.data.manifest import COLUMNS
 from vitfas.data.video import _open, is_video_file, sample_frames
 from vitfas.errors import BadDataError, BadImageError, BadVideoError, VitfasError
@@ -46,12 +45,25 @@ def _row(path: Path, label: str, attack_type: str, dataset: str, subject: str = 
     return r
 
 
-def _media(root: Path) -> list[Path]:
-    return sorted(
-        p for p in root.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
-        and (is_image_file(p) or is_video_file(p))
-    )
+def _media(root: Path, skipped: list[str] | None = None) -> list[Path]:
+    """Image and video files under ``root`` (hidden ones ignored), sorted; other files are
+    appended to ``skipped`` when given."""
+    out = []
+    for p in sorted(root.rglob("*")):
+        if not p.is_file() or any(part.startswith(".") for part in p.relative_to(root).parts):
+            continue
+        if is_image_file(p) or is_video_file(p):
+            out.append(p)
+        elif skipped is not None:
+            skipped.append(str(p))
+    return out
+
+
+def _report_skipped(what: str, skipped: list[str]) -> None:
+    if skipped:
+        exts = sorted({Path(p).suffix.lower() or "(no extension)" for p in skipped})
+        log.warning("%s: skipped %d file(s) that are neither images nor videos (%s), e.g. %s",
+                    what, len(skipped), ", ".join(exts), skipped[0])
 
 
 def _need_dir(root: Path, what: str) -> Path:
@@ -75,12 +87,15 @@ def _video_id(path: Path, root: Path) -> str:
 
 
 # ---------------------------------------------------------------- generic layouts
-def index_folder(root: Path, dataset: str | None = None, **_: Any) -> list[dict[str, str]]:
+def index_folder(root: Path, dataset: str | None = None, skipped: list[str] | None = None,
+                 **_: Any) -> list[dict[str, str]]:
     """``ROOT/[train|dev|test/]live/**`` and ``ROOT/[split/]spoof/<attack_type>/**``.
 
     Files directly in ``spoof/`` get the generic attack type ``attack``. ``real``/``genuine`` are
-    accepted for ``live``, ``attack``/``fake`` for ``spoof``.
+    accepted for ``live``, ``attack``/``fake`` for ``spoof``. Files that are neither images
+    nor videos are logged and appended to ``skipped``.
     """
+    skipped = [] if skipped is None else skipped
     root = _need_dir(root, "folder-tree")
     name = dataset or root.name
     rows = []
@@ -95,27 +110,32 @@ def index_folder(root: Path, dataset: str | None = None, **_: Any) -> list[dict[
             )
         for k, d in known.items():
             label = LIVE_DIRS.get(k.lower()) or SPOOF_DIRS[k.lower()]
-            for f in _media(d):
+            for f in _media(d, skipped):
                 rel = f.relative_to(d)
                 if label == "live":
                     attack = "none"
                 else:
                     attack = rel.parts[0] if len(rel.parts) > 1 else "attack"
                 rows.append(_row(f, label, attack, name, video=_video_id(f, root), split=split))
+    _report_skipped(f"{root}", skipped)
     if not rows:
         raise BadDataError(f"{root}: no images or videos found under live/ or spoof/")
     return rows
 
 
-def index_imagefolder(root: Path, dataset: str | None = None, **_: Any) -> list[dict[str, str]]:
-    """``ROOT/[train|dev|test/]<class>/**``: any class names (generic classification)."""
+def index_imagefolder(root: Path, dataset: str | None = None,
+                      skipped: list[str] | None = None, **_: Any) -> list[dict[str, str]]:
+    """``ROOT/[train|dev|test/]<class>/**``: any class names (generic classification).
+    Files that are neither images nor videos are logged and appended to ``skipped``."""
+    skipped = [] if skipped is None else skipped
     root = _need_dir(root, "image-folder")
     name = dataset or root.name
     rows = []
     for split, sroot in _split_roots(root):
         for d in sorted(p for p in sroot.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            for f in _media(d):
+            for f in _media(d, skipped):
                 rows.append(_row(f, d.name, "", name, video=_video_id(f, root), split=split))
+    _report_skipped(f"{root}", skipped)
     if not rows:
         raise BadDataError(f"{root}: no class folders with images found")
     return rows
@@ -585,10 +605,9 @@ def index_yolo(root: Path, dataset: str | None = None,
             rel_box = [min(max(v, 0.0), 1.0) for v in
                        (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)]
             try:
-                with Image.open(f) as im:
-                    iw, ih = im.size
-            except (OSError, SyntaxError, ValueError) as exc:
-                bad.append(f"{f}: cannot open ({exc})")
+                _, iw, ih = image_header(f)
+            except BadImageError as exc:
+                bad.append(str(exc))
                 continue
             extra["face_box_rel"] = " ".join(f"{v:.6f}" for v in rel_box)
             extra["face_box"] = " ".join(
@@ -641,8 +660,7 @@ def check_file(path: Path, full: bool = False) -> str | None:
         elif full:
             load_image(path)
         else:
-            with Image.open(path) as im:
-                im.size  # noqa: B018 - header parse
+            image_header(path)
     except (VitfasError, BadImageError, BadVideoError) as exc:
         return str(exc).split(": ", 1)[-1]
     except (OSError, SyntaxError, ValueError, cv2.error) as exc:
@@ -659,8 +677,9 @@ def index_dataset(layout: str, root: str | Path, check: str = "quick",
         root: the dataset's root folder.
         check: ``"none"``, ``"quick"`` (non-empty, header opens) or ``"full"`` (decodes).
         progress: show a progress bar while checking files.
-        **options: layout options (``dataset`` for folder layouts; ``protocol``/``fold`` for
-            OULU-NPU).
+        **options: layout options (``dataset`` for folder layouts, and ``skipped``: a list
+            that receives the files they skip as neither images nor videos;
+            ``protocol``/``fold`` for OULU-NPU).
 
     Raises:
         BadDataError: unknown layout, missing root, a layout violation, or unreadable files

@@ -11,7 +11,8 @@ One JSON line per input file (images, videos, folders walked recursively):
 
 Each face: ``box`` [x0, y0, x1, y1] pixels, ``detector_score``, ``score`` (P(live)),
 ``decision`` at the bundle threshold, ``probs``. The run always goes on; the exit code is 1
-only with ``--strict`` when any file failed or had no face.
+only with ``--strict`` when any file failed or had no face. A PATH that does not exist is
+a usage error (exit 2, nothing scored).
 """
 
 from __future__ import annotations
@@ -108,6 +109,11 @@ def run(args: argparse.Namespace) -> int:
     from vitfas.data.inputs import expand_inputs, kind_of
     from vitfas.predict import load_predictor
 
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        for p in missing:
+            print(f"vitfas predict: error: {p}: no such file or folder", file=sys.stderr)
+        return 2
     pred = load_predictor(args.bundle, runtime=args.runtime, onnx_path=args.onnx,
                           batch_size=args.batch_size, detect_side=args.detect_side,
                           threads=args.threads)

@@ -84,11 +84,12 @@ def load_image(path: str | Path) -> np.ndarray:
     return _load(path)
 
 
-def decode_image(data: bytes, name: str = "<upload>") -> np.ndarray:
-    """Encoded bytes -> ``[H, W, 3]`` uint8 RGB with EXIF orientation applied."""
+def decode_image(data: bytes, name: str = "<upload>", limit: int | None = None) -> np.ndarray:
+    """Encoded bytes -> ``[H, W, 3]`` uint8 RGB with EXIF orientation applied (at most
+    ``limit`` pixels, default :func:`vitfas.data.io.max_pixels`)."""
     from vitfas.data.io import decode_image as _decode
 
-    return _decode(data, name)
+    return _decode(data, name, limit)
 
 
 def make_crop_recipe(pre: dict[str, Any], img_size: tuple[int, int]) -> Any:

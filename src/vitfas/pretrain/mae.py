@@ -34,7 +34,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from vitfas.distributed import get_rank
-from vitfas.errors import BadConfigError, BadDataError
+from vitfas.errors import BadConfigError, BadDataError, BadImageError
 from vitfas.models.mae import MaskedAutoencoderViT
 from vitfas.train.config import load_config, save_config
 from vitfas.train.distributed import is_fsdp
@@ -149,17 +149,17 @@ class ImageList:
 
 
 def _readable(path: Path) -> str | None:
-    """``None`` if PIL can identify the image (header only), else the reason."""
-    from PIL import Image, UnidentifiedImageError
+    """``None`` if the image's header passes :func:`vitfas.data.io.image_header` (format,
+    pixel limit), else the reason."""
+    from vitfas.data.io import image_header
 
-    try:
-        with Image.open(path) as im:
-            im.size  # noqa: B018 - touching the header
-        return None
-    except FileNotFoundError:
+    if not path.exists():
         return "missing"
-    except (UnidentifiedImageError, OSError) as exc:
-        return f"unreadable ({exc.__class__.__name__})"
+    try:
+        image_header(path)
+    except BadImageError as exc:
+        return f"unreadable ({str(exc).split(': ', 1)[-1]})"
+    return None
 
 
 def collect_images(source: str | Path, split: str = "", quiet: bool = True) -> ImageList:

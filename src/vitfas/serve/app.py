@@ -3,31 +3,34 @@
 Endpoints:
     ``POST /v1/liveness`` (multipart ``file``; ``?explain=1`` adds attention overlays) ->
     faces with boxes, P(live) scores and decisions, the model id and the latency;
-    ``GET /healthz``; ``GET /v1/model``; ``GET /`` the web page; ``GET /openapi.json``.
+    ``GET /healthz``; ``GET /v1/model``; ``GET /`` the web page; ``GET /openapi.json``, with
+Swagger UI at ``/docs`` and ReDoc at ``/redoc`` served from the package (``fastapi-offline``:
+no CDN, so they work on a machine without internet).
 
 Each request is decoded and its faces cropped in a worker thread; the crops then wait in an
 asyncio queue for at most ``max_wait_ms`` so concurrent requests share one forward call of
 up to ``max_batch`` crops (:class:`MicroBatcher`). Bad uploads get JSON errors: 413 (too
-many bytes or pixels), 415 (not an image type), 422 (undecodable), 504 (timeout); no upload
-can take the worker down.
+many bytes or pixels), 415 (not an image type, or a raw image body instead of multipart),
+422 (undecodable, or no ``file`` field), 504 (timeout); every error body is
+``{"detail": "<text>"}`` and no upload can take the worker down.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager, suppress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import FastAPI, File, Query, UploadFile
+from fastapi import File, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
@@ -44,6 +47,12 @@ ALLOWED_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/x-
                  "application/octet-stream")
 
 
+def _default_max_pixels() -> int:
+    from vitfas.data.io import max_pixels
+
+    return max_pixels()
+
+
 @dataclass
 class ServeSettings:
     """Limits and batching knobs of the service.
@@ -51,7 +60,8 @@ class ServeSettings:
     Attributes:
         max_upload_bytes: the largest accepted upload (413 above).
         max_pixels: the largest accepted width x height, read from the header before any
-            decoding (413 above) -- this is what stops decompression bombs.
+            decoding (413 above) -- this is what stops decompression bombs; default the
+            process-wide limit :func:`vitfas.data.io.max_pixels` (``VITFAS_MAX_PIXELS``).
         request_timeout_s: per-request deadline (504 after).
         max_batch: most crops per forward call.
         max_wait_ms: how long the first queued crop waits for company.
@@ -59,7 +69,7 @@ class ServeSettings:
     """
 
     max_upload_bytes: int = 10 * 1024 * 1024
-    max_pixels: int = 40_000_000
+    max_pixels: int = field(default_factory=_default_max_pixels)
     request_timeout_s: float = 15.0
     max_batch: int = 16
     max_wait_ms: float = 5.0
@@ -274,30 +284,59 @@ class UploadError(Exception):
 
 
 def check_image_header(data: bytes, name: str, max_pixels: int) -> tuple[str, int, int]:
-    """Read only the header: format and size; rejects non-images (422), formats outside
-    :data:`ALLOWED_FORMATS` (415) and too many pixels (413) before anything is decoded."""
-    from PIL import Image, UnidentifiedImageError
+    """Read only the header (:func:`vitfas.data.io.image_header`): format and size; rejects
+    non-images (422), formats outside :data:`ALLOWED_FORMATS` (415) and too many pixels
+    (413) before anything is decoded."""
+    from vitfas.data.io import image_header
+    from vitfas.errors import BadImageError, TooManyPixelsError
 
     if not data:
         raise UploadError(422, f"{name}: empty upload (0 bytes), expected an image")
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            fmt, (w, h) = im.format or "?", im.size
-    except Image.DecompressionBombError as exc:
-        raise UploadError(413, f"{name}: too many pixels ({exc})") from exc
-    except UnidentifiedImageError as exc:
-        raise UploadError(422, f"{name}: not a decodable image (unknown or corrupt "
-                               f"format)") from exc
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise UploadError(422, f"{name}: not a decodable image ({exc})") from exc
+        fmt, w, h = image_header(data, name, limit=max_pixels)
+    except TooManyPixelsError as exc:
+        raise UploadError(413, str(exc)) from exc
+    except BadImageError as exc:
+        raise UploadError(422, f"{name}: not a decodable image "
+                               f"({str(exc).split(': ', 1)[-1]})") from exc
     if fmt not in ALLOWED_FORMATS:
         raise UploadError(415, f"{name}: image format {fmt} is not accepted; send one of "
                                f"{', '.join(ALLOWED_FORMATS)}")
-    if w * h > max_pixels:
-        raise UploadError(413, f"{name}: {w}x{h} = {w * h} pixels, the limit is {max_pixels}")
-    if w < 1 or h < 1:
-        raise UploadError(422, f"{name}: image has size {w}x{h}")
     return fmt, w, h
+
+
+MULTIPART_HINT = ("send the image as the multipart/form-data field 'file', e.g. "
+                  "curl -F file=@photo.jpg http://HOST:PORT/v1/liveness")
+
+
+def _content_type(request: Any) -> str:
+    return (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+
+
+def _validation_status(request: Any) -> int:
+    """415 for a body that is not a form at all (e.g. a raw image/jpeg), else 422."""
+    ctype = _content_type(request)
+    is_upload = request.url.path.endswith("/liveness") and request.method == "POST"
+    forms = ("multipart/form-data", "application/x-www-form-urlencoded")
+    return 415 if is_upload and ctype and ctype not in forms else 422
+
+
+def _validation_text(request: Any, exc: Any) -> str:
+    """FastAPI's list of validation errors as one sentence."""
+    ctype = _content_type(request)
+    parts = []
+    for err in exc.errors():
+        loc = [str(x) for x in err.get("loc", ()) if x not in ("body", "query")]
+        where = ".".join(loc) or "request"
+        if err.get("type") == "missing":
+            parts.append(f"missing field {where!r}")
+        else:
+            parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    text = "; ".join(parts) or "invalid request"
+    if request.url.path.endswith("/liveness") and any("file" in p for p in parts):
+        got = f"got a {ctype} body" if ctype else "got no body"
+        text = f"{text} ({got}): {MULTIPART_HINT}"
+    return text
 
 
 def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> Any:
@@ -317,7 +356,9 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> A
         yield
         await batcher.close()
 
-    app = FastAPI(
+    from fastapi_offline import FastAPIOffline
+
+    app = FastAPIOffline(
         title="vitfas liveness",
         version="1",
         summary="Face anti-spoofing with Vision Transformers",
@@ -328,6 +369,11 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> A
     app.state.settings = s
 
     app.add_middleware(BodyLimit, limit=s.max_upload_bytes + MULTIPART_SLACK)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Any:
+        return JSONResponse(status_code=_validation_status(request),
+                            content={"detail": _validation_text(request, exc)})
 
     async def _score(file: UploadFile, explain: bool) -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -343,7 +389,7 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> A
 
         def decode_and_detect() -> tuple[Any, list[Any]]:
             try:
-                rgb = decode_image(data, name)
+                rgb = decode_image(data, name, limit=s.max_pixels)
             except VitfasError as exc:
                 raise UploadError(422, str(exc)) from exc
             except Exception as exc:

@@ -31,8 +31,10 @@ def register(subparsers: Any) -> None:
                    help="how long a request waits for others to batch with")
     p.add_argument("--max-upload-mb", type=float, default=10.0,
                    help="largest accepted upload, in MB (larger ones get HTTP 413)")
-    p.add_argument("--max-pixels", type=int, default=40_000_000,
-                   help="largest accepted image, in pixels (decompression-bomb guard)")
+    p.add_argument("--max-pixels", type=int, default=None,
+                   help="largest accepted image, in pixels, checked on the header before "
+                        "decoding (decompression-bomb guard; default VITFAS_MAX_PIXELS or "
+                        "64,000,000)")
     p.add_argument("--timeout", type=float, default=15.0, help="per-request timeout, seconds")
     p.add_argument("--no-explain", action="store_true", help="refuse ?explain=1")
     p.set_defaults(func=run)
@@ -41,14 +43,17 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from vitfas.data.io import max_pixels, set_max_pixels
     from vitfas.predict import load_predictor
     from vitfas.serve.app import ServeSettings, create_app
 
+    if args.max_pixels is not None:
+        set_max_pixels(args.max_pixels)
     pred = load_predictor(args.bundle, runtime=args.runtime, onnx_path=args.onnx,
                           batch_size=args.max_batch, detect_side=args.detect_side,
                           threads=args.threads)
     settings = ServeSettings(
-        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels,
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=max_pixels(),
         request_timeout_s=args.timeout, max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms, allow_explain=not args.no_explain,
     )

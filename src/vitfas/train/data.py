@@ -147,7 +147,7 @@ def build_split(cfg: DataConfig, split: str, train: bool,
         if not root.is_dir() and not train:
             log.warning("no %s split: %s does not exist", split, root)
             return None
-        return ImageFolderDataset(root, class_names, transform)
+        return drop_unreadable(ImageFolderDataset(root, class_names, transform), split)
     from vitfas.data.datasets import ManifestDataset
 
     if not Path(cfg.path).is_file():
@@ -162,8 +162,58 @@ def build_split(cfg: DataConfig, split: str, train: bool,
         log.warning("manifest %s has no rows with split=%r; skipped", cfg.path, split)
         return None
     # failure-to-acquire rows have no crop: not trained on, counted by fta_counts instead
-    return ManifestDataset(cfg.path, transform=transform, class_names=list(class_names),
-                           split=split, skip_fta=True)
+    return drop_unreadable(
+        ManifestDataset(cfg.path, transform=transform, class_names=list(class_names),
+                        split=split, skip_fta=True), split)
+
+
+def drop_unreadable(ds: Any, split: str) -> Any:
+    """Remove from ``ds.rows``/``ds.targets`` the images whose header fails
+    :func:`vitfas.data.io.image_header` (missing, not an image, too many pixels), logging
+    each with its reason, so one hostile file does not stop a training run. They are kept
+    in ``ds.unreadable`` (path, reason) and ``ds.unreadable_rows``; dev/test scoring counts
+    them as failures to acquire (:func:`unreadable_counts`). Videos and
+    files corrupt beyond their header are left to the loader (a ``BadImageError`` naming
+    the file)."""
+    from vitfas.data.io import image_header, is_image_file
+    from vitfas.data.manifest import resolve_path
+    from vitfas.errors import BadImageError
+
+    manifest = getattr(ds, "manifest_path", None)
+    keep: list[int] = []
+    bad: list[tuple[str, str]] = []
+    bad_rows: list[dict[str, str]] = []
+    for i, row in enumerate(ds.rows):
+        p = resolve_path(manifest, row) if manifest else Path(row["path"])
+        if is_image_file(p):
+            try:
+                image_header(p)
+            except BadImageError as exc:
+                bad.append((str(p), str(exc).split(": ", 1)[-1]))
+                bad_rows.append(row)
+                continue
+        keep.append(i)
+    if bad:
+        log.warning("split %s: skipped %d unreadable image(s):\n%s", split, len(bad),
+                    "\n".join(f"  {p}: {why}" for p, why in bad[:50]))
+        if not keep:
+            raise BadDataError(f"split {split}: every image is unreadable (first: "
+                               f"{bad[0][0]}: {bad[0][1]})")
+        ds.rows = [ds.rows[i] for i in keep]
+        ds.targets = [ds.targets[i] for i in keep]
+    ds.unreadable = bad
+    ds.unreadable_rows = bad_rows
+    return ds
+
+
+def unreadable_counts(ds: Any) -> dict[str, int]:
+    """The images :func:`drop_unreadable` removed from ``ds``, as failures to acquire
+    ``{attack_type: count}`` (``none`` for live), to add to :func:`fta_counts`."""
+    out: dict[str, int] = {}
+    for r in getattr(ds, "unreadable_rows", []):
+        kind = "none" if r.get("label") == "live" else (r.get("attack_type") or "attack")
+        out[kind] = out.get(kind, 0) + 1
+    return out
 
 
 def _manifest_rows(path: str | Path) -> list[dict[str, str]]:

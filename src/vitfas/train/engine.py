@@ -125,6 +125,8 @@ class TrainerConfig:
             models that do not fit one GPU). Ignored in a single process.
         find_unused_parameters: DDP's option, for models with parameters that get no
             gradient in some steps.
+        dist_timeout_s: under torchrun, how long a rank waits in a collective (e.g. for a
+            rank that failed) before it gives up with an error naming the timeout.
     """
 
     epochs: int = 10
@@ -145,8 +147,12 @@ class TrainerConfig:
     accum_steps: int = 1
     strategy: Literal["ddp", "fsdp"] = "ddp"
     find_unused_parameters: bool = False
+    dist_timeout_s: float = 1800.0
 
     def __post_init__(self) -> None:
+        if not 0 < float(self.dist_timeout_s) < float("inf"):
+            raise BadConfigError(f"trainer.dist_timeout_s must be a positive number of "
+                                 f"seconds, got {self.dist_timeout_s}")
         if self.accum_steps < 1:
             raise BadConfigError(f"trainer.accum_steps must be >= 1, got {self.accum_steps}")
         if self.strategy not in ("ddp", "fsdp"):
@@ -263,7 +269,7 @@ class Engine:
         self.cfg, self.optim_cfg, self.task = cfg, optim_cfg, task
         self.run_dir = Path(run_dir)
         if rank is None or world_size is None:
-            info = dist_utils.init_distributed(cfg.device)
+            info = dist_utils.init_distributed(cfg.device, timeout_s=cfg.dist_timeout_s)
             rank, world_size, self.device = info.rank, info.world_size, info.device
         else:
             self.device = resolve_device(cfg.device)

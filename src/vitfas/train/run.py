@@ -30,6 +30,7 @@ from vitfas.train.data import (
     class_names_for,
     fta_counts,
     prepared_recipe,
+    unreadable_counts,
 )
 from vitfas.train.distill import DistillConfig, load_teacher
 from vitfas.train.engine import Engine, TrainerConfig, resolve_device, seed_everything, unwrap
@@ -265,7 +266,7 @@ def run_training(
     if rank is None or world_size is None:
         from vitfas.distributed import init_distributed
 
-        info = init_distributed(cfg.trainer.device)
+        info = init_distributed(cfg.trainer.device, timeout_s=cfg.trainer.dist_timeout_s)
         rank, world_size = info.rank, info.world_size
         device = info.device  # cuda:LOCAL_RANK under torchrun
     else:
@@ -358,7 +359,8 @@ def run_training(
             splits[split] = make_scores(
                 live_scores(logits, live_index, temperature),
                 (y == live_index).numpy().astype(int), attack_types_of(ds),
-                fta_counts(cfg.data, getattr(cfg.data, f"{split}_split")),
+                _add_counts(fta_counts(cfg.data, getattr(cfg.data, f"{split}_split")),
+                            unreadable_counts(ds)),
             )
         both = {k: v for k, v in splits.items() if v.n_live and v.n_attack}
         if "dev" in both:
@@ -470,3 +472,7 @@ def _headline(metrics: dict[str, Any], split: str) -> dict[str, Any]:
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
     """The resolved configuration as plain data."""
     return to_dict(cfg)
+
+
+def _add_counts(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    return {k: a.get(k, 0) + b.get(k, 0) for k in {*a, *b}}

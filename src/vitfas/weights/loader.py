@@ -530,6 +530,34 @@ def _build(config_kwargs: dict[str, Any], source: str) -> nn.Module:
         raise BadCheckpointError(f"{source}: cannot build a ViT from its config: {exc}") from exc
 
 
+def _registry_name_for_repo(repo: str) -> str | None:
+    """The vitfas registry name whose public checkpoint is ``repo`` (or, for a timm repo
+    ``timm/<arch>.<tag>``, ``<arch>`` when registered); ``None`` when there is none."""
+    from vitfas.models.registry import _REGISTRY
+    from vitfas.weights.hub import split_repo
+
+    for entry in _REGISTRY.values():
+        if entry.hub_id and split_repo(entry.hub_id)[0] == repo:
+            return entry.name
+    org, _, rest = repo.partition("/")
+    arch = rest.split(".", 1)[0]
+    return arch if org == "timm" and arch in _REGISTRY else None
+
+
+def _refuse_model_name(path: str) -> None:
+    """``load_model("vit_base_patch16_224")``: a registry name where a checkpoint path was
+    expected -- point to ``create_model``."""
+    from vitfas.models.registry import _REGISTRY
+
+    if path in _REGISTRY:
+        hub = _REGISTRY[path].hub_id
+        extra = f" (its public checkpoint is hf-hub:{hub})" if hub else ""
+        raise BadCheckpointError(
+            f"{path!r} is a model name, not a checkpoint file or folder: build it with "
+            f"vitfas.create_model({path!r}, pretrained=True){extra}, or give load_model the "
+            f"path of a checkpoint")
+
+
 def load_model(
     path: PathType,
     name: str | None = None,
@@ -567,9 +595,16 @@ def load_model(
 
     if isinstance(path, str) and path.startswith(HF_HUB_PREFIX):
         repo, rev = split_repo(path)
-        p = resolve_hub(repo, rev, model_name=name)
+        model = name or _registry_name_for_repo(repo)
+        alt = f"vitfas.load_model('/path/to/{repo.rsplit('/', 1)[-1]}')"
+        if model:
+            alt += (f" (a folder with model.safetensors and config.json), or "
+                    f"vitfas.create_model({model!r}, pretrained='/path/to/model.safetensors')")
+        p = resolve_hub(repo, rev, model_name=model, alternative=alt)
     else:
         p = Path(path).expanduser()
+        if not p.exists() and isinstance(path, str):
+            _refuse_model_name(path)
     if p.is_dir() and (p / "config.json").is_file():
         cfg = _read_json(p / "config.json")
         if "format_version" in cfg and isinstance(cfg.get("architecture"), dict):
