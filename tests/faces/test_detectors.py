@@ -101,3 +101,51 @@ def test_names_and_errors() -> None:
         get_detector("none").detect(np.zeros((4, 4), np.uint8))
     with pytest.raises(BadImageError, match="uint8"):
         get_detector("haar").detect(np.zeros((4, 4, 3), np.float32))
+
+
+ALL_FIXTURES = [*SINGLE, "two_faces_live_and_replay.png"]
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    x0, y0, x1, y1 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def test_fast_detector_options() -> None:
+    from vitfas.faces import FAST_DETECT_SIDE, fast_detector_options
+
+    assert fast_detector_options("dlib", 480) == {"max_side": 480, "upsample": 0, "gray": True}
+    assert fast_detector_options("default", 320)["max_side"] == 320
+    assert fast_detector_options("haar", 400) == {"max_side": 400}
+    assert fast_detector_options("none", 480) == {}
+    assert FAST_DETECT_SIDE == 480
+    with pytest.raises(BadConfigError, match="detection side"):
+        fast_detector_options("dlib", 0)
+
+
+@pytest.mark.parametrize("name", ALL_FIXTURES)
+def test_grey_hog_finds_the_same_boxes(face_fixtures: Path, name: str) -> None:
+    rgb = load_image(face_fixtures / name)
+    colour = get_detector("dlib").detect(rgb)
+    grey = get_detector("dlib", gray=True).detect(rgb)
+    assert len(grey) == len(colour)
+    for a, b in zip(colour, grey):
+        assert _iou(a.box, b.box) > 0.9
+
+
+def test_fast_side_keeps_every_fixture_face(face_fixtures: Path) -> None:
+    """Recall on the fixtures (8 faces): the 480 px grey copy finds every face the default
+    finds, boxes mapped back to full resolution (IoU >= 0.5 with the default's)."""
+    from vitfas.faces import fast_detector_options
+
+    fast = get_detector("dlib", **fast_detector_options("dlib", 480))
+    found = total = 0
+    for name in ALL_FIXTURES:
+        rgb = load_image(face_fixtures / name)
+        ref = get_detector("dlib").detect(rgb)
+        got = fast.detect(rgb)
+        total += len(ref)
+        found += sum(max((_iou(r.box, g.box) for g in got), default=0) >= 0.5 for r in ref)
+    assert total == 8
+    assert found == total

@@ -4,7 +4,8 @@ Input: an ``[H, W, 3]`` uint8 RGB ``np.ndarray`` or a PIL image (a face crop). O
 normalised ``[3, H, W]`` float32 tensor.
 
 - train: ``RandomResizedCrop`` -> horizontal flip -> (small rotation) -> colour jitter ->
-  (random grayscale) -> (Gaussian blur) -> to float -> normalise -> (random erasing).
+  (random grayscale) -> (Gaussian blur) -> (JPEG re-encoding) -> to float -> normalise ->
+  (random erasing).
 - eval: ``Resize`` to the input size -> to float -> normalise.
 
 Colour jitter is kept mild by default: colour and sharpness are themselves spoof cues
@@ -41,6 +42,9 @@ class AugmentConfig:
         grayscale: probability of converting to grayscale.
         blur: probability of a Gaussian blur (kernel 3, sigma 0.1-1.5).
         erasing: probability of RandomErasing (on the normalised tensor).
+        jpeg: probability of re-encoding as JPEG (the capture and upload chain of a real
+            photo; varies compression without touching the texture scale).
+        jpeg_quality: JPEG quality range drawn from, ``[low, high]`` in 1..100.
     """
 
     scale: tuple[float, float] = (0.6, 1.0)
@@ -54,6 +58,37 @@ class AugmentConfig:
     grayscale: float = 0.0
     blur: float = 0.0
     erasing: float = 0.0
+    jpeg: float = 0.0
+    jpeg_quality: tuple[int, int] = (50, 95)
+
+
+class RandomJPEG(torch.nn.Module):
+    """With probability ``p``, re-encode a ``[3, H, W]`` uint8 image as JPEG at a quality
+    drawn uniformly from ``quality`` (inclusive), with Pillow; randomness from torch's RNG
+    (so the training engine's per-sample seeding makes it reproducible)."""
+
+    def __init__(self, p: float, quality: tuple[int, int]) -> None:
+        super().__init__()
+        self.p, self.quality = float(p), (int(quality[0]), int(quality[1]))
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        """``[3, H, W]`` uint8 -> the same shape and dtype."""
+        if img.dtype != torch.uint8 or img.ndim != 3:
+            raise ValueError(f"RandomJPEG expects a [3, H, W] uint8 image, got "
+                             f"{img.dtype} {list(img.shape)}")
+        if torch.rand(()) >= self.p:
+            return img
+        import io
+
+        import numpy as np
+        from PIL import Image
+
+        q = int(torch.randint(self.quality[0], self.quality[1] + 1, ()))
+        buf = io.BytesIO()
+        Image.fromarray(img.permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=q)
+        buf.seek(0)
+        out = np.asarray(Image.open(buf).convert("RGB"))
+        return torch.from_numpy(out.copy()).permute(2, 0, 1).contiguous()
 
 
 def _size(img_size: int | Sequence[int]) -> tuple[int, int]:
@@ -117,5 +152,11 @@ def build_transforms(
         ops.append(v2.RandomGrayscale(p=cfg.grayscale))
     if cfg.blur > 0:
         ops.append(v2.RandomApply([v2.GaussianBlur(3, sigma=(0.1, 1.5))], p=cfg.blur))
+    if cfg.jpeg > 0:
+        lo, hi = (int(q) for q in cfg.jpeg_quality)
+        if not 1 <= lo <= hi <= 100:
+            raise BadConfigError(f"augmentation jpeg_quality: expected [low, high] with "
+                                 f"1 <= low <= high <= 100, got {list(cfg.jpeg_quality)}")
+        ops.append(RandomJPEG(cfg.jpeg, (lo, hi)))
     post: list[Any] = [v2.RandomErasing(p=cfg.erasing)] if cfg.erasing > 0 else []
     return v2.Compose([*head, *ops, *tail, *post])

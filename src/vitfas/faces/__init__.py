@@ -8,12 +8,14 @@ list is a failure to acquire). See docs/data.md for the detector comparison.
 from vitfas.faces.crop import COLOUR_ORDERS, PAD_MODES, CropRecipe, crop_square, square_box
 from vitfas.faces.detectors import (
     DEFAULT_DETECTOR,
+    FAST_DETECT_SIDE,
     Detector,
     DlibDetector,
     Face,
     HaarDetector,
     LBPDetector,
     NoneDetector,
+    fast_detector_options,
     get_detector,
     list_detectors,
     resolve_detector_name,
@@ -22,6 +24,7 @@ from vitfas.faces.detectors import (
 __all__ = [
     "COLOUR_ORDERS",
     "DEFAULT_DETECTOR",
+    "FAST_DETECT_SIDE",
     "PAD_MODES",
     "CropRecipe",
     "Detector",
@@ -31,6 +34,7 @@ __all__ = [
     "LBPDetector",
     "NoneDetector",
     "crop_square",
+    "fast_detector_options",
     "get_detector",
     "list_detectors",
     "resolve_detector_name",

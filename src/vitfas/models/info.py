@@ -58,6 +58,10 @@ def _stage_hooks(model: nn.Module, record: list[tuple[str, list[int]]]) -> list[
         return fn
 
     pe = getattr(model, "patch_embed", None)
+    stem = getattr(pe, "convs", None)  # a convolutional stem: one row per convolution
+    if isinstance(stem, nn.ModuleList):
+        for i, layer in enumerate(stem):
+            handles.append(layer.register_forward_hook(hook(f"stem conv {i}")))
     if pe is not None:
         handles.append(pe.register_forward_hook(
             hook("patch embedding", lambda o: o.flatten(1, 2) if o.ndim == 4 else o)))

@@ -157,6 +157,22 @@ def vit_config(variant: str, **overrides: Any) -> ViTConfig:
     return ViTConfig(**base)
 
 
+def pad_to_multiple(
+    x: torch.Tensor, p: int, pad: bool, what: str = "the patch size"
+) -> torch.Tensor:
+    """``[B, C, H, W]`` zero-padded on the bottom/right to multiples of ``p`` when ``pad``;
+    otherwise a ``ValueError`` (naming ``what``) unless ``H`` and ``W`` already are."""
+    H, W = x.shape[-2:]
+    if H % p or W % p:
+        if not pad:
+            raise ValueError(
+                f"input size {H}x{W} is not divisible by {what} {p}; resize to a "
+                f"multiple of {p} or build the model with dynamic_img_pad=True"
+            )
+        x = F.pad(x, (0, (p - W % p) % p, 0, (p - H % p) % p))
+    return x
+
+
 class PatchEmbed(nn.Module):
     """Cut an image into non-overlapping patches and embed each one linearly.
 
@@ -172,15 +188,7 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, C, H, W] -> [B, H/P, W/P, D]`` (grid kept 2-D for the caller)."""
-        H, W = x.shape[-2:]
-        p = self.patch_size
-        if H % p or W % p:
-            if not self.pad:
-                raise ValueError(
-                    f"input size {H}x{W} is not divisible by the patch size {p}; resize to a "
-                    f"multiple of {p} or build the model with dynamic_img_pad=True"
-                )
-            x = F.pad(x, (0, (p - W % p) % p, 0, (p - H % p) % p))
+        x = pad_to_multiple(x, self.patch_size, self.pad)
         return self.proj(x).permute(0, 2, 3, 1)
 
 

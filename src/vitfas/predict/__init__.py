@@ -5,6 +5,8 @@
   right one for a bundle folder's ``kind``), :class:`FaceResult`, :class:`VideoResult` and
   the input helpers; shared by ``vitfas predict``, ``vitfas serve`` and the demo.
 - :mod:`vitfas.predict.cli`: the ``vitfas predict`` verb (one JSON line per input).
+- :mod:`vitfas.predict.runtime`: the inference runtimes (``torch``, ``torch-bf16``,
+  ``onnx``, ``onnx-int8``) behind ``Predictor(runtime=...)``.
 
 The public names of the predictor module are re-exported here, so
 ``from vitfas.predict import Predictor`` works as before the package split.

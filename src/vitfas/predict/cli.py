@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from vitfas.errors import VitfasError
+from vitfas.predict.runtime import add_runtime_arguments
 
 
 def register(subparsers: Any) -> None:
@@ -39,8 +40,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--explain", metavar="DIR", help="write attention overlays (PNG) here")
     p.add_argument("--strict", action="store_true",
                    help="exit 1 when any file is unreadable or has no face")
-    p.add_argument("--runtime", choices=("torch", "onnx"), default="torch")
-    p.add_argument("--onnx", metavar="FILE", help="ONNX graph (default BUNDLE/model.onnx)")
+    add_runtime_arguments(p)
     p.add_argument("--frames", type=int, default=None,
                    help="frames sampled uniformly from each video (default: the bundle's "
                    "frames_per_video: data prepare's --frames, else 8)")
@@ -115,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"vitfas predict: error: {p}: no such file or folder", file=sys.stderr)
         return 2
     pred = load_predictor(args.bundle, runtime=args.runtime, onnx_path=args.onnx,
-                          batch_size=args.batch_size)
+                          batch_size=args.batch_size, detect_side=args.detect_side,
+                          threads=args.threads)
     if args.frames:
         pred.frames_per_video = args.frames
     files = expand_inputs(args.paths)

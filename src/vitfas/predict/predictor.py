@@ -27,8 +27,10 @@ from vitfas.bundle import Bundle
 from vitfas.data.inputs import expand_inputs, kind_of  # noqa: F401  (re-exported)
 from vitfas.data.io import IMAGE_EXTENSIONS  # noqa: F401  (re-exported)
 from vitfas.data.video import VIDEO_EXTENSIONS  # noqa: F401  (re-exported)
-from vitfas.errors import BadCheckpointError, BadConfigError, BadImageError, NoFaceError
+from vitfas.errors import BadConfigError, BadImageError, NoFaceError
+from vitfas.faces.detectors import fast_detector_options, get_detector
 from vitfas.metrics.calibration import scaled_softmax
+from vitfas.predict.runtime import open_runtime
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +113,17 @@ class Predictor:
 
     Args:
         bundle: a loaded :class:`vitfas.bundle.Bundle`.
-        runtime: ``"torch"`` or ``"onnx"`` (onnxruntime on ``onnx_path``).
-        onnx_path: the exported graph; default ``BUNDLE/model.onnx``.
+        runtime: ``"torch"`` (fp32), ``"torch-bf16"`` (CPU bf16 autocast; refused on CPUs
+            without native bf16), ``"onnx"`` (onnxruntime, fp32 graph) or ``"onnx-int8"``
+            (onnxruntime, int8 graph); see :mod:`vitfas.predict.runtime`.
+        onnx_path: the exported graph; default ``BUNDLE/model.onnx`` (``onnx``) or
+            ``BUNDLE/model.int8.onnx`` (``onnx-int8``).
         batch_size: most crops per forward call.
+        detect_side: run the face detector on a copy whose longer side is at most this
+            many pixels (boxes mapped back to the image; the crop is cut from the full
+            image). ``None``: the detector's default (640). Smaller is faster; see
+            :func:`vitfas.faces.get_detector` for the recall it costs.
+        threads: onnxruntime intra-op threads (default: PyTorch's thread count).
     """
 
     def __init__(
@@ -122,6 +132,8 @@ class Predictor:
         runtime: str = "torch",
         onnx_path: str | Path | None = None,
         batch_size: int = 32,
+        detect_side: int | None = None,
+        threads: int | None = None,
     ) -> None:
         self.bundle = bundle
         self.model = bundle.model.eval()
@@ -144,10 +156,8 @@ class Predictor:
         self._setup(bundle, runtime, batch_size, bundle.class_names or [
             str(i) for i in range(int(getattr(self.model, "num_classes", 2)))
         ])
-        if runtime == "onnx":
-            self._session = _open_onnx(bundle, onnx_path)
-        elif runtime != "torch":
-            raise BadConfigError(f"runtime must be 'torch' or 'onnx', got {runtime!r}")
+        self._runtime = open_runtime(bundle, runtime, onnx_path, threads)
+        self.use_detect_side(detect_side)
 
     def _setup(self, bundle: Any, runtime: str, batch_size: int,
                class_names: list[str]) -> None:
@@ -164,7 +174,16 @@ class Predictor:
         self.runtime = runtime
         self.forward_calls = 0
         self._lock = threading.Lock()
-        self._session = None
+        self._runtime: Any = None
+        self.detect_side: int | None = None
+        self._fast_detector: Any = None
+
+    def use_detect_side(self, side: int | None) -> None:
+        """Detect faces on a copy at most ``side`` pixels on its longer side (the fast face
+        stage, :func:`vitfas.faces.fast_detector_options`); ``None``: the recipe's detector."""
+        self.detect_side = side
+        self._fast_detector = None if side is None else get_detector(
+            self.recipe.detector, **fast_detector_options(self.recipe.detector, side))
 
     @property
     def model_id(self) -> str:
@@ -181,7 +200,14 @@ class Predictor:
         if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3:
             shape = getattr(rgb, "shape", type(rgb).__name__)
             raise BadImageError(f"expected an [H, W, 3] uint8 RGB image, got {shape}")
-        return list(self.recipe.apply(rgb))
+        if self._fast_detector is None:
+            return list(self.recipe.apply(rgb))
+        return [(f, self.recipe.crop(rgb, f)) for f in self._fast_detector.detect(rgb)]
+
+    @property
+    def detector(self) -> Any:
+        """The face detector in use (the recipe's, or the fast one of ``detect_side``)."""
+        return self._fast_detector or self.recipe.face_detector
 
     def preprocess(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """Crops ``[S, S, 3]`` uint8 -> normalised ``[B, 3, H, W]`` float32."""
@@ -207,11 +233,7 @@ class Predictor:
             chunk = np.ascontiguousarray(batch[s : s + self.batch_size])
             with self._lock:
                 self.forward_calls += 1
-                if self._session is not None:
-                    logits = self._session.run(None, {"image": chunk})[0]
-                else:
-                    with torch.inference_mode():
-                        logits = self.model(torch.from_numpy(chunk)).float().numpy()
+                logits = self._runtime(chunk)
             outs.append(logits.astype(np.float64))
         if not outs:
             return np.zeros((0, len(self.class_names)))
@@ -330,30 +352,9 @@ class Predictor:
             "temperature": self.temperature,
             "preprocessing": self.bundle.preprocessing,
             "runtime": self.runtime,
+            "runtime_info": getattr(self._runtime, "info", None),
+            "detect_side": self.detect_side,
         }
-
-
-def _open_onnx(bundle: Bundle, onnx_path: str | Path | None) -> Any:
-    """An onnxruntime session for the bundle's exported graph, checked to match its weights."""
-    import onnxruntime as ort
-
-    path = Path(onnx_path) if onnx_path else bundle.path / "model.onnx"
-    if not path.is_file():
-        raise BadCheckpointError(
-            f"{path}: no ONNX graph; run `vitfas export {bundle.path} --format onnx` first"
-        )
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    meta = sess.get_modelmeta().custom_metadata_map
-    want = bundle.config.get("weights_sha256", "")
-    got = meta.get("vitfas.weights_sha256")
-    if got is not None and want and got != want:
-        raise BadCheckpointError(
-            f"{path} was exported from other weights (sha256 {got[:12]}), the bundle has "
-            f"{want[:12]}; export again"
-        )
-    return sess
 
 
 def no_face_error(path: str | Path) -> NoFaceError:
@@ -405,16 +406,19 @@ class LBPPredictor(Predictor):
 
 def load_predictor(
     path: str | Path, runtime: str = "torch", onnx_path: str | Path | None = None,
-    batch_size: int = 32,
+    batch_size: int = 32, detect_side: int | None = None, threads: int | None = None,
 ) -> Predictor:
     """A :class:`Predictor` for any bundle folder: the kind comes from its ``config.json``
-    (``"kind": "lbp-svm"`` -> :class:`LBPPredictor`, else a network bundle)."""
+    (``"kind": "lbp-svm"`` -> :class:`LBPPredictor`, else a network bundle). ``detect_side``
+    (the fast face stage) applies to both; ``threads`` to the onnxruntime runtimes."""
     from vitfas.bundle import bundle_kind, load_bundle, read_bundle_config
 
     if bundle_kind(read_bundle_config(path)) == "lbp-svm":
         from vitfas.baselines.bundle import load_lbp_bundle
 
-        return LBPPredictor(load_lbp_bundle(path), runtime=runtime, onnx_path=onnx_path,
-                            batch_size=batch_size)
+        lbp = LBPPredictor(load_lbp_bundle(path), runtime=runtime, onnx_path=onnx_path,
+                           batch_size=batch_size)
+        lbp.use_detect_side(detect_side)
+        return lbp
     return Predictor(load_bundle(path), runtime=runtime, onnx_path=onnx_path,
-                     batch_size=batch_size)
+                     batch_size=batch_size, detect_side=detect_side, threads=threads)

@@ -11,6 +11,8 @@ import argparse
 import sys
 from typing import Any
 
+from vitfas.predict.runtime import add_runtime_arguments
+
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
@@ -23,8 +25,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on; 0.0.0.0 serves every network interface")
     p.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
-    p.add_argument("--runtime", choices=("torch", "onnx"), default="torch")
-    p.add_argument("--onnx", metavar="FILE", help="ONNX graph (default BUNDLE/model.onnx)")
+    add_runtime_arguments(p)
     p.add_argument("--max-batch", type=int, default=16, help="most face crops per forward")
     p.add_argument("--max-wait-ms", type=float, default=5.0,
                    help="how long a request waits for others to batch with")
@@ -49,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     if args.max_pixels is not None:
         set_max_pixels(args.max_pixels)
     pred = load_predictor(args.bundle, runtime=args.runtime, onnx_path=args.onnx,
-                          batch_size=args.max_batch)
+                          batch_size=args.max_batch, detect_side=args.detect_side,
+                          threads=args.threads)
     settings = ServeSettings(
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=max_pixels(),
         request_timeout_s=args.timeout, max_batch=args.max_batch,

@@ -87,9 +87,17 @@ class AdapterConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """YAML section ``loss``."""
+    """YAML section ``loss``.
+
+    Attributes:
+        label_smoothing: cross-entropy label smoothing.
+        pixel_weight: deep pixel-wise supervision: weight of the per-patch live/spoof
+            cross-entropy on the final patch tokens (see
+            :class:`vitfas.train.classify.ClassificationTask`); 0 = off.
+    """
 
     label_smoothing: float = 0.0
+    pixel_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -182,6 +190,12 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
 
     m = cfg.model
     kwargs: dict[str, Any] = {"drop_path_rate": m.drop_path_rate, **m.overrides}
+    from vitfas.models.registry import get_entry
+
+    fields = {f.name for f in dataclasses.fields(get_entry(m.name).config)}
+    if "input_mean" in fields:  # a model that undoes the normalisation (colour channels)
+        kwargs.setdefault("input_mean", tuple(cfg.data.mean))
+        kwargs.setdefault("input_std", tuple(cfg.data.std))
     pretrained = m.pretrained or None
     if isinstance(pretrained, str) and not pretrained.startswith("hf-hub:") and \
             not Path(pretrained).exists():
@@ -310,6 +324,7 @@ def run_training(
         attack_types_of(dev_set) if (fas and dev_set is not None) else None,
         progress=not quiet and is_main,
         teacher=_load_teacher(cfg, class_names, device), distill=cfg.distill,
+        pixel_weight=cfg.loss.pixel_weight,
     )
     sampler = None
     if cfg.data.balance:
@@ -407,6 +422,7 @@ def run_training(
         "best_epoch": result.best_epoch,
         "ema": cfg.trainer.ema_decay or None,
         "distill": _distill_record(cfg),
+        "loss": to_dict(cfg.loss),
         "code_version": vitfas.__version__,
         "run_dir": str(out.resolve()),
     }
