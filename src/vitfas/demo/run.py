@@ -5,10 +5,11 @@ Stages (each timed, wall clock and CPU):
 1. **data** — :func:`vitfas.demo.dataset.build_demo_set`: real photos from scikit-image as
    bona fide, **simulated** print and replay recaptures as attacks, subject-disjoint
    train/dev/test splits, written as PNGs + ``manifest.csv``.
-2. **train** — a small ViT (patch 8, width 96, depth 4, 64 px) with serial bottleneck
-   adapters after each MLP, trained **from scratch** through :func:`vitfas.train.run.
-   run_training` (no pretrained weights are available offline, so the backbone trains
-   too: ``model.trainable: full``); the threshold is chosen on dev (EER) and stored in the
+2. **train** — the shipped from-scratch recipe ``fas_scratch`` (CDC conv-stem ViT
+   ``vit_cdcstem_w64_p8_64``, FAS-aware augmentation with blur and JPEG, class-balanced
+   batches, label smoothing, best dev-EER epoch) through :func:`vitfas.train.run.
+   run_training`, with the demo's own schedule (:func:`train_config`); no pretrained
+   weights are available offline; the threshold is chosen on dev (EER) and stored in the
    bundle.
 3. **eval** — :func:`vitfas.metrics.evaluation.run_eval` on dev and test at the bundle's
    dev threshold: ``metrics.json``, ``report.md`` and the ROC/DET/histogram/confusion PNGs.
@@ -16,6 +17,9 @@ Stages (each timed, wall clock and CPU):
 5. **predict** — :class:`vitfas.predict.Predictor` on held-out test images (they are face
    crops already, so the whole image is the face) and on any ``--predict`` paths (real
    photos: faces found by the bundle's detector, cropped with the LFW framing).
+6. **fixtures** — how the bundle decides the real photos of the fixture folder
+   (``../shared/fixtures/faces`` beside the repository, ``$VITFAS_DEMO_FIXTURES`` or
+   ``fixtures=``) when it is present (:mod:`vitfas.demo.fixtures`); reporting only.
 
 Output folder (``-o``, default ``runs/demo``)::
 
@@ -23,7 +27,7 @@ Output folder (``-o``, default ``runs/demo``)::
     train/        the training run (config.yaml, checkpoints, logs) and train/bundle/
     report/       metrics.json, report.md, *.png, scores.csv
     explain/      rollouts.png (grid) and one overlay per face
-    predictions/  heldout.jsonl, predict.jsonl (with --predict)
+    predictions/  heldout.jsonl, predict.jsonl (with --predict), fixtures.jsonl
     demo.json     the summary (metrics, files, timings); summary.md, the printed text
 """
 
