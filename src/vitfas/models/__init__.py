@@ -36,11 +36,14 @@ __all__ = [
 # Model families that register their own configs (import for the side effect).
 from vitfas.models import convstem as convstem
 from vitfas.models import deit as deit
+from vitfas.models import lbptokens as lbptokens  # registers vit_lbptok_*
 from vitfas.models import mae as mae  # registers mae_vit_* (MaskedAutoencoderViT)
 from vitfas.models import swin as swin
 from vitfas.models.convstem import ConvStemVisionTransformer, ConvStemViTConfig
 from vitfas.models.deit import DeiTConfig, DistilledVisionTransformer
+from vitfas.models.lbptokens import LBPTokenViTConfig, LBPTokenVisionTransformer
 from vitfas.models.swin import SwinConfig, SwinTransformer
 
 __all__ += ["ConvStemViTConfig", "ConvStemVisionTransformer", "DeiTConfig",
-            "DistilledVisionTransformer", "SwinConfig", "SwinTransformer"]
+            "DistilledVisionTransformer", "LBPTokenViTConfig",
+            "LBPTokenVisionTransformer", "SwinConfig", "SwinTransformer"]
