@@ -41,7 +41,7 @@ from vitfas.models import mae as mae  # registers mae_vit_* (MaskedAutoencoderVi
 from vitfas.models import swin as swin
 from vitfas.models.convstem import ConvStemVisionTransformer, ConvStemViTConfig
 from vitfas.models.deit import DeiTConfig, DistilledVisionTransformer
-from vitfas.models.lbptokens import LBPTokenViTConfig, LBPTokenVisionTransformer
+from vitfas.models.lbptokens import LBPTokenVisionTransformer, LBPTokenViTConfig
 from vitfas.models.swin import SwinConfig, SwinTransformer
 
 __all__ += ["ConvStemViTConfig", "ConvStemVisionTransformer", "DeiTConfig",

@@ -100,7 +100,7 @@ def _bilinear_plan(n: int, offset: float) -> tuple[int, int, torch.Tensor]:
     d_lo, d_hi = np.unique(lo - base), np.unique(hi - base)
     if len(d_lo) != 1 or len(d_hi) != 1:  # pragma: no cover - offsets are below 1 pixel
         raise ValueError(f"LBP offset {offset} does not map to one pixel shift")
-    return int(d_lo[0]), int(d_hi[0]), torch.from_numpy(pos - lo)
+    return int(d_lo[0]), int(d_hi[0]), torch.tensor(pos - lo)
 
 
 def _opencv_tables() -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,7 +110,7 @@ def _opencv_tables() -> tuple[torch.Tensor, torch.Tensor]:
     with np.errstate(divide="ignore"):
         sdiv = np.where(i > 0, np.round((255 << 12) / np.maximum(i, 1)), 0.0)
         hdiv = np.where(i > 0, np.round((180 << 12) / (6.0 * np.maximum(i, 1))), 0.0)
-    return torch.from_numpy(sdiv), torch.from_numpy(hdiv)
+    return torch.tensor(sdiv), torch.tensor(hdiv)
 
 
 def opencv_planes(rgb: torch.Tensor, sdiv: torch.Tensor | None = None,
