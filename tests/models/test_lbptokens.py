@@ -234,6 +234,21 @@ def test_info_lists_the_model() -> None:
     assert stages["patch embedding"] == [2, 16, 64]
     assert stages["logits"] == [2, 2]
     assert info.params == sum(p.numel() for p in create_model("vit_lbptok_g4_64").parameters())
+    # built on the meta device, then materialised: the tables are recomputed
+    ref = tiny()
+    with torch.device("meta"):
+        m = LBPTokenVisionTransformer(ref.config)
+    m = m.to_empty(device="cpu")
+    for mod in m.modules():
+        if hasattr(mod, "init_non_persistent_buffers"):
+            mod.init_non_persistent_buffers()
+    m.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 3, 16, 16)
+    torch.testing.assert_close(m.eval()(x), ref(x))
+    # half precision elsewhere leaves the LBP tables exact
+    codes = ref.patch_embed.codes(ref.patch_embed.planes(x))
+    half = tiny().half().patch_embed
+    assert torch.equal(half.codes(half.planes(x)), codes)
 
 
 @pytest.mark.timeout(300)

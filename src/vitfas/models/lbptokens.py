@@ -30,8 +30,9 @@ embedding and learns only what comes after it:
 
 Steps 1-4 are a step function of the input: no gradient reaches the image (explain's
 gradient methods still work, they differentiate with respect to attention). Everything runs
-as elementwise ops, slices, comparisons, a gather and matrix products, so the model
-exports to ONNX. After the embedding the model is the project's
+as elementwise ops, slices, comparisons, gathers and one scatter-add (the histogram
+counts: ONNX ``ScatterElements`` with ``reduction="add"``), so the model exports to ONNX.
+After the embedding the model is the project's
 :class:`~vitfas.models.vit.VisionTransformer` (class token, position embedding, blocks,
 ``return_attn`` / rollout); ``patch_embed.patch_size`` is ``img_size / grid``, so
 explainability maps one token to one ``img_size / grid`` square.
@@ -141,12 +142,12 @@ def cell_bounds(n: int, grid: int) -> list[tuple[int, int]]:
     return [(i * n // grid, (i + 1) * n // grid) for i in range(grid)]
 
 
-def _cell_matrix(n: int, grid: int) -> torch.Tensor:
-    """``[grid, n]``: row ``i`` averages the positions of cell ``i``."""
-    m = torch.zeros(grid, n)
+def _cell_index(n: int, grid: int) -> torch.Tensor:
+    """``[n]`` int64: the cell of each of ``n`` positions."""
+    idx = torch.zeros(n, dtype=torch.int64)
     for i, (a, b) in enumerate(cell_bounds(n, grid)):
-        m[i, a:b] = 1.0 / (b - a)
-    return m
+        idx[a:b] = i
+    return idx
 
 
 @dataclass(frozen=True)
@@ -213,31 +214,44 @@ class LBPTokenEmbed(nn.Module):
         self.img_size = img_size
         self.grid = grid
         self.patch_size = img_size // grid
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float64).view(1, 3, 1, 1),
-                             persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float64).view(1, 3, 1, 1),
-                             persistent=False)
-        sdiv, hdiv = _opencv_tables()
-        self.register_buffer("sdiv", sdiv, persistent=False)
-        self.register_buffer("hdiv", hdiv, persistent=False)
-        self.register_buffer("lut", nri_uniform_table(), persistent=False)
-        self.register_buffer("labels", torch.arange(N_LABELS), persistent=False)
-        self.register_buffer("powers", 2.0 ** torch.arange(LBP_POINTS, dtype=torch.float64),
-                             persistent=False)
-        # per neighbour: (row lo, row hi, col lo, col hi) shifts and the float64 weights
+        self.mean_std = (tuple(float(v) for v in mean), tuple(float(v) for v in std))
+        # per neighbour: (row lo, row hi, col lo, col hi) shifts; weights in the buffers
         self.shifts: list[tuple[int, int, int, int]] = []
-        for p, (ro, co) in enumerate(lbp_offsets()):
-            r_lo, r_hi, dr = _bilinear_plan(img_size, float(ro))
-            c_lo, c_hi, dc = _bilinear_plan(img_size, float(co))
+        for ro, co in lbp_offsets():
+            r_lo, r_hi, _ = _bilinear_plan(img_size, float(ro))
+            c_lo, c_hi, _ = _bilinear_plan(img_size, float(co))
             self.shifts.append((r_lo, r_hi, c_lo, c_hi))
-            self.register_buffer(f"dr{p}", dr.view(-1, 1), persistent=False)
-            self.register_buffer(f"dc{p}", dc.view(1, -1), persistent=False)
-        interior = img_size - 2
-        self.register_buffer("cell_rows", _cell_matrix(interior, grid), persistent=False)
-        self.register_buffer("cell_cols", _cell_matrix(interior, grid).T.contiguous(),
-                             persistent=False)
+        for name, value in self._buffer_values().items():
+            self.register_buffer(name, value, persistent=False)
         self.norm = nn.BatchNorm1d(N_FEATURES, affine=False)
         self.proj = nn.Linear(N_FEATURES, embed_dim)
+
+    def _buffer_values(self) -> dict[str, torch.Tensor]:
+        """The fixed tables (all recomputable, none saved in checkpoints)."""
+        mean, std = self.mean_std
+        sdiv, hdiv = _opencv_tables()
+        out = {
+            "mean": torch.tensor(mean, dtype=torch.float64).view(1, 3, 1, 1),
+            "std": torch.tensor(std, dtype=torch.float64).view(1, 3, 1, 1),
+            "sdiv": sdiv, "hdiv": hdiv, "lut": nri_uniform_table(),
+        }
+        for p, (ro, co) in enumerate(lbp_offsets()):  # bilinear weights per row / column
+            out[f"dr{p}"] = _bilinear_plan(self.img_size, float(ro))[2].view(-1, 1)
+            out[f"dc{p}"] = _bilinear_plan(self.img_size, float(co))[2].view(1, -1)
+        # each interior pixel's histogram slot base (cell * 59) and each slot's cell size
+        interior, g = self.img_size - 2, self.grid
+        cells = _cell_index(interior, g)
+        out["slot"] = ((cells.view(-1, 1) * g + cells.view(1, -1)) * N_LABELS).flatten()
+        sizes = torch.tensor([float(b - a) for a, b in cell_bounds(interior, g)])
+        out["cell_pixels"] = (sizes.view(-1, 1) * sizes.view(1, -1)).flatten() \
+            .repeat_interleave(N_LABELS)
+        return out
+
+    def init_non_persistent_buffers(self) -> None:
+        """Recompute the tables (after ``to_empty()`` from the meta device)."""
+        device = self.proj.weight.device
+        for name, value in self._buffer_values().items():
+            setattr(self, name, value.to(device))
 
     def _check(self, x: torch.Tensor, chans: int, what: str) -> None:
         s = self.img_size
@@ -250,8 +264,9 @@ class LBPTokenEmbed(nn.Module):
     def planes(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, 3, H, W]`` normalised RGB -> ``[B, 6, H, W]`` float64 Y, Cb, Cr, H, S, V."""
         self._check(x, 3, "planes")
-        rgb = torch.round((x.double() * self.std + self.mean).clamp(0, 1) * 255)
-        return opencv_planes(rgb, self.sdiv, self.hdiv)
+        f64 = torch.float64  # tables stay exact even after model.half()
+        rgb = torch.round((x.double() * self.std.to(f64) + self.mean.to(f64)).clamp(0, 1) * 255)
+        return opencv_planes(rgb, self.sdiv.to(f64), self.hdiv.to(f64))
 
     @torch.no_grad()
     def codes(self, planes: torch.Tensor) -> torch.Tensor:
@@ -269,11 +284,12 @@ class LBPTokenEmbed(nn.Module):
         centre = at(0, 0)
         code = torch.zeros_like(centre)
         for p, (r_lo, r_hi, c_lo, c_hi) in enumerate(self.shifts):
-            dr, dc = getattr(self, f"dr{p}"), getattr(self, f"dc{p}")
+            dr = getattr(self, f"dr{p}").to(im.dtype)
+            dc = getattr(self, f"dc{p}").to(im.dtype)
             top = (1 - dc) * at(r_lo, c_lo) + dc * at(r_lo, c_hi)
             bottom = (1 - dc) * at(r_hi, c_lo) + dc * at(r_hi, c_hi)
             tex = (1 - dr) * top + dr * bottom
-            code = code + (tex - centre >= 0).to(im.dtype) * self.powers[p]
+            code = code + (tex - centre >= 0).to(im.dtype) * float(2**p)
         return self.lut[code.long()]
 
     @torch.no_grad()
@@ -281,10 +297,15 @@ class LBPTokenEmbed(nn.Module):
         """``[B, C, Hi, Wi]`` labels -> ``[B, g, g, C * 59]`` per-cell histograms (each
         plane's 59 bins sum to 1), plane-major."""
         B, C = codes.shape[:2]
-        onehot = (codes.unsqueeze(2) == self.labels.view(1, 1, -1, 1, 1)).float()
-        per_col = onehot @ self.cell_cols  # [B, C, 59, Hi, g]
-        hist = self.cell_rows @ per_col  # [B, C, 59, g, g]
-        return hist.permute(0, 3, 4, 1, 2).reshape(B, self.grid, self.grid, C * N_LABELS)
+        g = self.grid
+        if tuple(codes.shape[2:]) != (self.img_size - 2,) * 2:
+            raise ValueError(f"LBPTokenEmbed.histograms: expected [B, C, {self.img_size - 2}, "
+                             f"{self.img_size - 2}] codes, got {list(codes.shape)}")
+        index = codes.flatten(2) + self.slot  # [B, C, Hi * Wi]: cell * 59 + label
+        counts = torch.zeros(B, C, g * g * N_LABELS, device=codes.device)
+        counts = counts.scatter_add(2, index, torch.ones_like(index, dtype=counts.dtype))
+        hist = (counts / self.cell_pixels.to(counts.dtype)).view(B, C, g, g, N_LABELS)
+        return hist.permute(0, 2, 3, 1, 4).reshape(B, g, g, C * N_LABELS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, 3, H, W] -> [B, g, g, D]``."""
