@@ -92,6 +92,13 @@ def test_dynamic_graph_is_int8_and_keeps_metadata(quantized):
     q = dyn["int8"]
     assert q["mode"] == "dynamic" and q["per_channel"] and q["calibration"] is None
     assert q["reduce_range"] is True  # 7-bit weights: no int16 saturation without VNNI
+    # the default leaves the patch embedding, the head and the attention products in fp32
+    assert q["keep_fp32"] == ["patch_embed*", "head", "*/scaled_dot_product_attention"]
+    assert q["fp32_nodes"] == ["blocks.0.attn/scaled_dot_product_attention",
+                               "blocks.1.attn/scaled_dot_product_attention", "head",
+                               "patch_embed.proj"]
+    dtypes = _weight_dtypes(Path(q["file"]))
+    assert dtypes["node_conv2d"] == onnx.TensorProto.FLOAT
     path = Path(q["file"])
     assert path == b / "dyn.onnx"
     ops = _ops(path)
@@ -241,6 +248,11 @@ def test_keep_fp32_leaves_the_named_nodes_in_fp32(tmp_path):
 @pytest.mark.timeout(300)
 def test_keep_fp32_pattern_that_matches_nothing_is_an_error(tmp_path, monkeypatch, capsys):
     b = make_bundle(tmp_path / "b")
+    # `--keep-fp32` with no pattern: every GEMM quantized, the patch convolution too
+    every = _export([str(b), "--quantize", "int8", "--keep-fp32", "-o", str(tmp_path / "a.onnx")])
+    assert every["int8"]["fp32_nodes"] == []
+    assert not any(t == onnx.TensorProto.FLOAT
+                   for t in _weight_dtypes(Path(every["int8"]["file"])).values())
     rc = run_cli(["export", str(b), "--quantize", "int8", "--keep-fp32", "blocks.9.*"],
                  monkeypatch)
     assert rc != 0
@@ -267,3 +279,27 @@ def test_dynamic_int8_score_does_not_depend_on_the_batch(quantized):
     # the graph itself, fed both rows in one call, would have scored x differently
     raw = rt.session.run(None, {"image": np.concatenate([x, loud])})[0]
     assert np.abs(raw[:1] - alone).max() > 1e-4
+
+
+@pytest.mark.timeout(300)
+def test_static_qoperator_format_writes_qlinear_ops(quantized, tmp_path):
+    """`--static-format qoperator`: the GEMMs become QLinearMatMul / QLinearConv ops, the
+    report says so, and the scores match the QDQ graph's closely (same ranges)."""
+    from vitfas.bundle import load_bundle
+    from vitfas.export.quantize import calibration_batches, quantize_int8
+    from vitfas.predict.runtime import onnx_runtime
+
+    b, man, _, sta = quantized
+    bundle = load_bundle(b)
+    cal = calibration_batches(bundle, man, "train", 128)
+    rep = quantize_int8(bundle, b / "model.onnx", tmp_path / "qop.onnx", cal,
+                        static_format="qoperator")
+    assert rep["calibration"]["format"] == "qoperator"
+    ops = _ops(tmp_path / "qop.onnx")
+    assert "QLinearMatMul" in ops and "DequantizeLinear" in ops  # back to fp32 after
+    x = np.concatenate(cal)
+    a = onnx_runtime(tmp_path / "qop.onnx", 1)(x)
+    q = onnx_runtime(sta["int8"]["file"], 1)(x)
+    assert np.abs(a - q).max() < 0.05
+    with pytest.raises(BadConfigError, match="static int8 format"):
+        quantize_int8(bundle, b / "model.onnx", tmp_path / "x.onnx", cal, static_format="qd")

@@ -223,11 +223,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--full-range", action="store_true",
                    help="8-bit weights; only for CPUs with VNNI/AMX (the default 7-bit weights "
                         "avoid int16 saturation on x86 CPUs without VNNI)")
-    p.add_argument("--keep-fp32", nargs="+", metavar="PATTERN", default=None,
+    p.add_argument("--keep-fp32", nargs="*", metavar="PATTERN", default=None,
                    help="leave these nodes in fp32: shell patterns matched against the "
                         "module each node came from (head, patch_embed.proj, "
                         "'blocks.*.mlp.fc2', 'blocks.0.*') or the node name; default: "
-                        "quantize every weight GEMM")
+                        "patch_embed* head */scaled_dot_product_attention; `--keep-fp32` alone: "
+                        "quantize every GEMM")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
 
