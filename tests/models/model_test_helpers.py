@@ -24,3 +24,19 @@ def randomise(model: nn.Module, std: float = 0.05, table_std: float = 0.5) -> No
             if "norm" not in name:
                 s = table_std if "relative_position_bias_table" in name else std
                 p.copy_(s * torch.randn(p.shape, generator=g))
+
+
+def assert_onnx_parity(bundle: object, x: torch.Tensor, ref: torch.Tensor, path: object,
+                       atol: float = 1e-4) -> None:
+    """Export ``bundle`` to ONNX at ``path``; the export's own check and an onnxruntime
+    session on ``x`` must both match ``ref`` (the PyTorch output) to ``atol``."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from vitfas.export.onnx import export_onnx
+
+    rep = export_onnx(bundle, path)
+    assert rep["ok"] and rep["max_abs_diff"] <= atol, rep
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"image": x.numpy()})[0]
+    np.testing.assert_allclose(got, ref.numpy(), atol=atol)

@@ -169,11 +169,9 @@ def test_info_lists_the_stem() -> None:
 
 def test_bundle_roundtrip_and_onnx_parity(tmp_path) -> None:
     pytest.importorskip("onnxruntime")
-    import numpy as np
-    import onnxruntime as ort
+    from model_test_helpers import assert_onnx_parity
 
     from vitfas.bundle import load_bundle, save_bundle
-    from vitfas.export.onnx import export_onnx
 
     m = tiny()
     m.registry_name = "vit_cdcstem_w128_p8_64"
@@ -186,11 +184,7 @@ def test_bundle_roundtrip_and_onnx_parity(tmp_path) -> None:
     with torch.no_grad():
         ref = m(x)
         torch.testing.assert_close(b.model(x), ref, atol=1e-6, rtol=0)
-    rep = export_onnx(b, tmp_path / "m.onnx")
-    assert rep["ok"] and rep["max_abs_diff"] <= 1e-4
-    sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
-    got = sess.run(None, {"image": x.numpy()})[0]
-    np.testing.assert_allclose(got, ref.numpy(), atol=1e-4)
+    assert_onnx_parity(b, x, ref, tmp_path / "m.onnx")
 
 
 def test_colour_channels_match_skimage_and_pillow() -> None:

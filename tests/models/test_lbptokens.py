@@ -254,10 +254,9 @@ def test_info_lists_the_model() -> None:
 @pytest.mark.timeout(300)
 def test_bundle_roundtrip_and_onnx_parity(tmp_path) -> None:
     pytest.importorskip("onnxruntime")
-    import onnxruntime as ort
+    from model_test_helpers import assert_onnx_parity
 
     from vitfas.bundle import load_bundle, save_bundle
-    from vitfas.export.onnx import export_onnx
 
     m = tiny(input_mean=MEAN, input_std=STD)
     m.registry_name = "vit_lbptok_g2_64"
@@ -271,11 +270,7 @@ def test_bundle_roundtrip_and_onnx_parity(tmp_path) -> None:
     with torch.no_grad():
         ref = m(x)
         torch.testing.assert_close(b.model(x), ref, atol=1e-6, rtol=0)
-    rep = export_onnx(b, tmp_path / "m.onnx")
-    assert rep["ok"] and rep["max_abs_diff"] <= 1e-4
-    sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
-    got = sess.run(None, {"image": x.numpy()})[0]
-    np.testing.assert_allclose(got, ref.numpy(), atol=1e-4)
+    assert_onnx_parity(b, x, ref, tmp_path / "m.onnx")
 
 
 def test_trains_on_made_up_data() -> None:

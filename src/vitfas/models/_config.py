@@ -73,3 +73,16 @@ class ConfigDict:
                 f"unknown {cls.__name__} keys {unknown}; valid keys: {sorted(valid)}"
             )
         return cls(**d)
+
+
+def input_norm_check(cfg: Any) -> tuple[bool, str]:
+    """For configs of models that undo the input normalisation in the model: make
+    ``cfg.input_mean`` / ``cfg.input_std`` float tuples (on a frozen dataclass) and return
+    the check ``(ok, message)`` that they are 3 values each with ``std > 0``."""
+    mean = tuple(float(v) for v in cfg.input_mean)
+    std = tuple(float(v) for v in cfg.input_std)
+    object.__setattr__(cfg, "input_mean", mean)
+    object.__setattr__(cfg, "input_std", std)
+    return (len(mean) == 3 and len(std) == 3 and all(v > 0 for v in std),
+            f"input_mean/input_std must be 3 values each (std > 0), got {list(mean)}, "
+            f"{list(std)}")

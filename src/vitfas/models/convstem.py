@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vitfas.models._config import input_norm_check
 from vitfas.models.registry import register_model
 from vitfas.models.vit import VisionTransformer, ViTConfig, pad_to_multiple
 
@@ -71,8 +72,7 @@ class ConvStemViTConfig(ViTConfig):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stem_channels", tuple(int(c) for c in self.stem_channels))
-        object.__setattr__(self, "input_mean", tuple(float(v) for v in self.input_mean))
-        object.__setattr__(self, "input_std", tuple(float(v) for v in self.input_std))
+        norm_check = input_norm_check(self)
         super().__post_init__()
         n = len(self.stem_channels)
         checks = [
@@ -88,10 +88,7 @@ class ConvStemViTConfig(ViTConfig):
              f"colour must be rgb|rgb+hsv|rgb+ycbcr, got {self.colour!r}"),
             (self.colour == "rgb" or self.in_chans == 3,
              f"colour={self.colour!r} needs in_chans=3 (RGB), got {self.in_chans}"),
-            (len(self.input_mean) == 3 and len(self.input_std) == 3
-             and all(v > 0 for v in self.input_std),
-             f"input_mean/input_std must be 3 values each (std > 0), got "
-             f"{list(self.input_mean)}, {list(self.input_std)}"),
+            norm_check,
         ]
         for ok, msg in checks:
             if not ok:

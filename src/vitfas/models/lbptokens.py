@@ -47,6 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vitfas.models._config import input_norm_check
 from vitfas.models.registry import register_model
 from vitfas.models.vit import VisionTransformer, ViTConfig
 
@@ -167,8 +168,7 @@ class LBPTokenViTConfig(ViTConfig):
     input_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "input_mean", tuple(float(v) for v in self.input_mean))
-        object.__setattr__(self, "input_std", tuple(float(v) for v in self.input_std))
+        norm_check = input_norm_check(self)
         object.__setattr__(self, "lbp_grid", int(self.lbp_grid))
         size = self.img_size if isinstance(self.img_size, int) else tuple(self.img_size)
         side = size if isinstance(size, int) else size[0]
@@ -182,10 +182,7 @@ class LBPTokenViTConfig(ViTConfig):
             (self.in_chans == 3, f"needs in_chans=3 (RGB), got {self.in_chans}"),
             (not self.dynamic_img_size and not self.dynamic_img_pad,
              "needs a fixed img_size (dynamic_img_size / dynamic_img_pad must be False)"),
-            (len(self.input_mean) == 3 and len(self.input_std) == 3
-             and all(v > 0 for v in self.input_std),
-             f"input_mean/input_std must be 3 values each (std > 0), got "
-             f"{list(self.input_mean)}, {list(self.input_std)}"),
+            norm_check,
         ]
         for ok, msg in checks:
             if not ok:
@@ -338,17 +335,9 @@ class LBPTokenVisionTransformer(VisionTransformer):
         c = config
         self.patch_embed = LBPTokenEmbed(c.img_size[0], c.lbp_grid, c.embed_dim,
                                          c.input_mean, c.input_std)
-        self._init_embed()
-
-    def _init_embed(self) -> None:
+        # as the ViT's init_weights() treats patch_embed.proj (which covers re-initialising)
         nn.init.xavier_uniform_(self.patch_embed.proj.weight)
         nn.init.zeros_(self.patch_embed.proj.bias)
-
-    def init_weights(self) -> None:
-        """The ViT initialisation; a Xavier-uniform token projection."""
-        super().init_weights()
-        if isinstance(self.patch_embed, LBPTokenEmbed):
-            self._init_embed()
 
 
 def lbptok_config(grid: int = 2, width: int = 64, depth: int = 2, heads: int = 4,
