@@ -10,8 +10,8 @@ Usage (outputs go OUTSIDE the repository; never commit a pool)::
 
     python benchmarks/real_fas/mae_pool.py /work/real_fas/intra/manifest.csv \
         /work/real_fas/crops /work/real_fas/mae_pool/intra.csv
-    vitfas pretrain-mae pretrain_mae model.name=mae_vit_cdcstem_w64_p8_64 \
-        data.source=/work/real_fas/mae_pool/intra.csv data.split= ...
+    OMP_NUM_THREADS=1 vitfas pretrain-mae pretrain_mae_fas_scratch \
+        data.source=/work/real_fas/mae_pool/intra.csv out=RUN
 
 Prints the pool's size and where it came from.
 """

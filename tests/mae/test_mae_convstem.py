@@ -103,3 +103,20 @@ def test_stem_config_errors() -> None:
     with pytest.raises(ValueError, match="stem must be linear"):
         MAEConfig(**{**CDC, "stem": "dct"})
     assert MAEConfig(**{**CDC, "stem_channels": [8, 8, 16]}).stem_channels == (8, 8, 16)
+
+
+def test_shipped_config_pretrains_the_fas_scratch_encoder() -> None:
+    """``pretrain_mae_fas_scratch`` builds the MAE whose encoder is ``fas_scratch``'s model,
+    with ``vitfas train``'s input size and normalisation."""
+    from vitfas.pretrain.mae import PretrainMAEConfig, build_model
+    from vitfas.train.config import load_config
+    from vitfas.train.run import TrainConfig
+
+    mae_cfg = load_config(PretrainMAEConfig, "pretrain_mae_fas_scratch")
+    train_cfg = load_config(TrainConfig, "fas_scratch")
+    mae = build_model(mae_cfg)
+    vit_cfg = mae.vit_config(num_classes=2)
+    assert vit_cfg == get_entry(train_cfg.model.name).config
+    assert mae_cfg.model.img_size == train_cfg.data.img_size == 64
+    assert tuple(mae_cfg.data.mean) == tuple(train_cfg.data.mean)
+    assert tuple(mae_cfg.data.std) == tuple(train_cfg.data.std)
