@@ -311,13 +311,7 @@ class MaskedAutoencoderViT(nn.Module):
         w = self.patch_embed.proj.weight
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
         if isinstance(self.patch_embed, ConvStem):  # as ConvStemVisionTransformer's stem
-            for m in self.patch_embed.modules():
-                if isinstance(m, nn.Conv2d) and m is not self.patch_embed.proj:
-                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                elif isinstance(m, nn.BatchNorm2d):
-                    nn.init.ones_(m.weight)
-                    nn.init.zeros_(m.bias)
-            nn.init.zeros_(self.patch_embed.proj.bias)
+            self.patch_embed.init_weights(proj=False)  # the projection is initialised above
         nn.init.normal_(self.cls_token, std=0.02)
         nn.init.normal_(self.mask_token, std=0.02)
 
