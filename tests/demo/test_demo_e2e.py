@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from PIL import Image
 
 from vitfas.cli import main
@@ -17,12 +18,25 @@ from vitfas.data.inputs import expand_inputs
 SIZE = 32
 
 
+def _made_up_fixtures(d: Path) -> Path:
+    """A fixture folder of our own: the astronaut photo as a live face (dlib finds it) and
+    a blank print (no face: a failure to acquire, counted wrong)."""
+    import numpy as np
+    import skimage.data
+
+    d.mkdir(parents=True)
+    Image.fromarray(skimage.data.astronaut()).save(d / "live_astronaut.png")
+    Image.fromarray(np.full((120, 120, 3), 128, np.uint8)).save(d / "print_blank.png")
+    return d
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
              ) -> tuple[Path, dict, list[Path]]:
     """One quick demo: 6 LFW subjects, 32 px, 2 epochs, predicting the face fixtures when
-    they are available."""
+    they are available; the real-photo report on a made-up fixture folder."""
     out = tmp_path_factory.mktemp("demo") / "run"
+    own = _made_up_fixtures(tmp_path_factory.mktemp("fixtures") / "faces")
     try:
         faces = request.getfixturevalue("face_fixtures")
         extra = ["--predict", str(faces)]
@@ -32,7 +46,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRe
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         rc = main(["-q", "demo", "-o", str(out), "--epochs", "2", "--subjects", "6", "--size",
-                   str(SIZE), "--json", *extra])
+                   str(SIZE), "--json", "--fixtures", str(own), *extra])
     assert rc == 0
     summary = json.loads(buf.getvalue())
     return out, summary, files
@@ -51,7 +65,7 @@ def test_summary_and_data(demo_run: tuple[Path, dict, list[Path]]) -> None:
     assert d["images"] == 8 * 8  # (6 LFW + astronaut + coffee) x (4 live + 2 print + 2 replay)
     assert (out / "data" / "manifest.csv").is_file()
     assert sum(d["subjects"].values()) == 8
-    for stage in ("data", "train", "eval", "explain", "predict"):
+    for stage in ("data", "train", "eval", "explain", "predict", "fixtures"):
         t = s["timing"][stage]
         assert t["wall_s"] >= 0 and t["cpu_s"] >= 0
 
@@ -61,11 +75,23 @@ def test_bundle(demo_run: tuple[Path, dict, list[Path]]) -> None:
     cfg = json.loads((Path(s["train"]["bundle"]) / "config.json").read_text())
     assert cfg["class_names"] == ["spoof", "live"] and cfg["live_index"] == 1
     assert cfg["threshold"]["split"] == "dev" and _in01(cfg["threshold"]["value"])
-    assert cfg["adapters"]["bottleneck"] == 16
+    assert cfg.get("adapters") is None  # the fas_scratch recipe has none
     pre = cfg["preprocessing"]
     assert pre["img_size"] == [SIZE, SIZE] and pre["detector"] == "dlib"
+    assert cfg["architecture"]["name"] == "vit_cdcstem_w64_p8_64"
     arch = cfg["architecture"]["config"]
-    assert arch["patch_size"] == 8 and arch["embed_dim"] == 96 and arch["depth"] == 4
+    assert arch["patch_size"] == 8 and arch["embed_dim"] == 64 and arch["depth"] == 4
+    assert arch["stem"] == "cdc" and arch["cdc_theta"] == 0.7
+    assert arch["img_size"] == [SIZE, SIZE]
+    # the recipe's training choices, as the run recorded them
+    run_cfg = yaml.safe_load((Path(s["train"]["run_dir"]) / "config.yaml").read_text())
+    assert run_cfg["loss"]["label_smoothing"] == 0.1
+    assert run_cfg["data"]["balance"] is True
+    aug = run_cfg["data"]["augment"]
+    assert aug["jpeg"] == 0.3 and aug["blur"] == 0.1 and aug["scale"] == [0.6, 1.0]
+    assert run_cfg["output"]["weights"] == "best"
+    assert run_cfg["trainer"]["best_metric"] == "eer"
+    assert s["model"]["registry_name"] == "vit_cdcstem_w64_p8_64"
     assert (Path(s["train"]["bundle"]) / "model.safetensors").is_file()
     assert s["train"]["steps"] > 0
 
@@ -138,6 +164,25 @@ def test_predictions(demo_run: tuple[Path, dict, list[Path]]) -> None:
     assert s["predict"]["n"] == len(files)
 
 
+def test_fixture_report(demo_run: tuple[Path, dict, list[Path]]) -> None:
+    out, s, _ = demo_run
+    fx = s["fixtures"]
+    assert fx["status"] == "ok" and fx["single"]["n"] == 2
+    rows = {r["file"]: r for r in fx["rows"]}
+    live = rows["live_astronaut.png"]
+    assert live["expected"] == "live" and _in01(live["score"])
+    assert live["right"] == (live["decision"] == "live")
+    blank = rows["print_blank.png"]
+    assert blank["right"] is False and blank["note"] == "no face found"
+    assert fx["single"]["right"] == int(live["right"])
+    assert fx["line"] == f"{int(live['right'])} of 2 single-face photos right"
+    assert json.loads((out / "demo.json").read_text())["fixtures"]["line"] == fx["line"]
+    md = (out / "summary.md").read_text()
+    assert "## Real photos (reporting only)" in md and "| print_blank.png | print |" in md
+    assert fx["line"] in md
+    assert len((out / "predictions" / "fixtures.jsonl").read_text().splitlines()) == 2
+
+
 def test_rerun_same_folder_and_refusals(tmp_path: Path, capsys: pytest.CaptureFixture
                                         ) -> None:
     # a non-empty folder that is not an earlier demo is left alone
@@ -156,7 +201,7 @@ def test_smallest_run_trains(tmp_path: Path) -> None:
     # 3 LFW subjects: one per split, + coffee in train: 16 training images, under one batch
     from vitfas.demo import run_demo
 
-    s = run_demo(tmp_path / "d", epochs=1, subjects=3, size=16, quiet=True)
+    s = run_demo(tmp_path / "d", epochs=1, subjects=3, size=16, quiet=True, fixtures="")
     assert s["data"]["subjects"] == {"dev": 1, "test": 2, "train": 2}
     assert s["train"]["steps"] == 1
     assert set(s["metrics"]) == {"dev", "test"}

@@ -2,8 +2,8 @@
 
 Bona fide: real photos (the LFW crops of ``skimage.data.lfw_subset()``, ``astronaut``,
 ``coffee``). Attacks: **simulated** print and screen-replay recaptures of them
-(:mod:`vitfas.demo.simulate`). :func:`run_demo` builds the set, trains a small ViT with
-adapters, evaluates, explains and predicts; see :mod:`vitfas.demo.run`.
+(:mod:`vitfas.demo.simulate`). :func:`run_demo` builds the set, trains the ``fas_scratch``
+recipe (a CDC conv-stem ViT), evaluates, explains and predicts; see :mod:`vitfas.demo.run`.
 """
 
 from vitfas.demo.dataset import SIMULATION_NOTE, build_demo_set, demo_sources

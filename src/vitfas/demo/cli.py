@@ -16,9 +16,11 @@ def register(subparsers: Any) -> None:
         description=(
             "Build a small face anti-spoofing set from real photos shipped with "
             "scikit-image (bona fide) and their SIMULATED print/replay recaptures "
-            "(attacks), train a small ViT with adapters from scratch, choose the threshold "
+            "(attacks), train the fas_scratch recipe (a CDC conv-stem ViT) from scratch, "
+            "choose the threshold "
             "on dev, evaluate on test (full report), draw attention rollouts, and predict "
-            "held-out images and any --predict paths. Needs no network."
+            "held-out images and any --predict paths, and report how the bundle decides the "
+            "real photos of the fixture folder when it is present. Needs no network."
         ),
     )
     p.add_argument("-o", "--out", default="runs/demo",
@@ -26,6 +28,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--predict", action="append", default=[], metavar="PATH",
                    help="also score these images/videos/folders with the trained model "
                         "(repeatable), e.g. your own photos")
+    p.add_argument("--fixtures", metavar="DIR", default=None,
+                   help="folder of real face photos (live_*, print_*, replay_*, "
+                        "two_faces_live_and_replay.*) to report on after training, never "
+                        "trained or tuned on (default: $VITFAS_DEMO_FIXTURES, else "
+                        "../shared/fixtures/faces beside the repository; skipped when absent)")
+    p.add_argument("--no-fixtures", action="store_true", help="no real-photo report")
     p.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
     p.add_argument("--subjects", type=int, default=100,
                    help="LFW face crops to use, 3-100 (default 100; fewer for a quick look)")
@@ -48,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
                 if not Path(p).exists()]
     if not 3 <= args.subjects <= 100:
         problems.append(f"--subjects must be 3-100, got {args.subjects}")
+    if args.fixtures is not None and not Path(args.fixtures).is_dir():
+        problems.append(f"--fixtures {args.fixtures}: no such folder")
+    if args.fixtures is not None and args.no_fixtures:
+        problems.append("--fixtures and --no-fixtures: give one or the other")
     if args.epochs < 1:
         problems.append(f"--epochs must be at least 1, got {args.epochs}")
     if args.size < 8 or args.size % 8:
@@ -57,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"vitfas demo: error: {msg}", file=sys.stderr)
         return 2
     summary = run_demo(args.out, epochs=args.epochs, predict=args.predict, quiet=quiet,
-                       size=args.size, subjects=args.subjects, seed=args.seed)
+                       size=args.size, subjects=args.subjects, seed=args.seed,
+                       fixtures="" if args.no_fixtures else args.fixtures)
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:

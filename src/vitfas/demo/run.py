@@ -5,10 +5,11 @@ Stages (each timed, wall clock and CPU):
 1. **data** — :func:`vitfas.demo.dataset.build_demo_set`: real photos from scikit-image as
    bona fide, **simulated** print and replay recaptures as attacks, subject-disjoint
    train/dev/test splits, written as PNGs + ``manifest.csv``.
-2. **train** — a small ViT (patch 8, width 96, depth 4, 64 px) with serial bottleneck
-   adapters after each MLP, trained **from scratch** through :func:`vitfas.train.run.
-   run_training` (no pretrained weights are available offline, so the backbone trains
-   too: ``model.trainable: full``); the threshold is chosen on dev (EER) and stored in the
+2. **train** — the shipped from-scratch recipe ``fas_scratch`` (CDC conv-stem ViT
+   ``vit_cdcstem_w64_p8_64``, FAS-aware augmentation with blur and JPEG, class-balanced
+   batches, label smoothing, best dev-EER epoch) through :func:`vitfas.train.run.
+   run_training`, with the demo's own schedule (:func:`train_config`); no pretrained
+   weights are available offline; the threshold is chosen on dev (EER) and stored in the
    bundle.
 3. **eval** — :func:`vitfas.metrics.evaluation.run_eval` on dev and test at the bundle's
    dev threshold: ``metrics.json``, ``report.md`` and the ROC/DET/histogram/confusion PNGs.
@@ -16,6 +17,9 @@ Stages (each timed, wall clock and CPU):
 5. **predict** — :class:`vitfas.predict.Predictor` on held-out test images (they are face
    crops already, so the whole image is the face) and on any ``--predict`` paths (real
    photos: faces found by the bundle's detector, cropped with the LFW framing).
+6. **fixtures** — how the bundle decides the real photos of the fixture folder
+   (``../shared/fixtures/faces`` beside the repository, ``$VITFAS_DEMO_FIXTURES`` or
+   ``fixtures=``) when it is present (:mod:`vitfas.demo.fixtures`); reporting only.
 
 Output folder (``-o``, default ``runs/demo``)::
 
@@ -23,7 +27,7 @@ Output folder (``-o``, default ``runs/demo``)::
     train/        the training run (config.yaml, checkpoints, logs) and train/bundle/
     report/       metrics.json, report.md, *.png, scores.csv
     explain/      rollouts.png (grid) and one overlay per face
-    predictions/  heldout.jsonl, predict.jsonl (with --predict)
+    predictions/  heldout.jsonl, predict.jsonl (with --predict), fixtures.jsonl
     demo.json     the summary (metrics, files, timings); summary.md, the printed text
 """
 
@@ -34,12 +38,13 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from vitfas.demo.fixtures import fixture_markdown, format_fixture_report
 from vitfas.errors import BadConfigError
 from vitfas.metrics.calibration import scaled_softmax
 
@@ -55,7 +60,10 @@ MARKER = "demo.json"
 
 @dataclass(frozen=True)
 class DemoModel:
-    """The demo network: a ViT-Ti-like model, narrower and shallower, on small inputs.
+    """The demo's network before issue #14: a ViT-Ti-like model, narrower and shallower,
+    with serial adapters, trained with mild augmentation. ``run_demo(model=DemoModel())``
+    and ``train_config(..., model=DemoModel())`` repeat it (``benchmarks/real_fas`` does);
+    the demo itself now trains the ``fas_scratch`` recipe (``model=None``).
 
     Registry base ``vit_tiny_patch16_224`` with these overrides (recorded in full in the
     bundle's ``architecture.config``)."""
@@ -106,12 +114,39 @@ def _prepare_out(out: Path) -> None:
     (out / MARKER).write_text(json.dumps({"status": "running"}) + "\n")
 
 
+#: The shipped from-scratch recipe the demo trains (``vitfas config show fas_scratch``).
+RECIPE = "fas_scratch"
+
+
 def train_config(manifest: Path, run_dir: Path, size: int, epochs: int, seed: int,
-                 model: DemoModel, threads: int, batch_size: int) -> dict[str, Any]:
+                 model: DemoModel | None, threads: int, batch_size: int) -> dict[str, Any]:
     """The ``vitfas train`` configuration the demo uses (also written as YAML to
-    ``train/config.yaml``; ``vitfas train that.yaml out=...`` repeats the run)."""
+    ``train/config.yaml``; ``vitfas train that.yaml out=...`` repeats the run).
+
+    ``model=None`` (the demo's default): the shipped ``fas_scratch`` recipe as it is — CDC
+    conv-stem ViT ``vit_cdcstem_w64_p8_64``, FAS-aware augmentation (framing, blur,
+    exposure, JPEG), class-balanced sampling, label smoothing, best-dev-EER weights — with
+    only what belongs to the demo's data changed: the manifest, ``img_size``, the schedule
+    (``epochs``, ``batch_size``: a smaller set, so more, smaller steps), the seed, the
+    threads, and the photo preprocessing recorded for predict/serve. A :class:`DemoModel`:
+    the demo before issue #14 (plain ViT with adapters, mild augmentation), kept so that
+    figures measured with it can be repeated.
+    """
+    import yaml
+
+    from vitfas.configs import config_text
     from vitfas.demo.dataset import LFW_CROP_SCALE
 
+    # real photos given to predict/serve: dlib face box, square side 1.18 x box, which
+    # reproduces the framing of the LFW crops the model was trained on
+    preprocessing = {"detector": "dlib", "crop_scale": LFW_CROP_SCALE}
+    if model is None:
+        cfg: dict[str, Any] = yaml.safe_load(config_text(RECIPE))
+        cfg["out"] = str(run_dir)
+        cfg["threads"] = threads
+        cfg["data"].update(path=str(manifest), img_size=size, preprocessing=preprocessing)
+        cfg["trainer"].update(epochs=epochs, batch_size=batch_size, seed=seed, log_every=10)
+        return cfg
     return {
         "out": str(run_dir),
         "threads": threads,
@@ -133,9 +168,7 @@ def train_config(manifest: Path, run_dir: Path, size: int, epochs: int, seed: in
             "augment": {"scale": [0.8, 1.0], "ratio": [0.9, 1.1], "hflip": 0.5,
                         "brightness": 0.1, "contrast": 0.1, "saturation": 0.05, "hue": 0.0},
             "balance": True,
-            # real photos given to predict/serve: dlib face box, square side 1.18 x box,
-            # which reproduces the framing of the LFW crops the model was trained on
-            "preprocessing": {"detector": "dlib", "crop_scale": LFW_CROP_SCALE},
+            "preprocessing": preprocessing,
         },
         "optim": {"lr": 1e-3, "weight_decay": 0.05, "warmup_epochs": 1, "min_lr": 1e-5},
         "trainer": {"epochs": epochs, "batch_size": batch_size, "best_metric": "eer",
@@ -290,9 +323,10 @@ def run_demo(
     subjects: int = 100,
     captures: tuple[int, int, int] = (4, 2, 2),
     seed: int = 0,
-    model: DemoModel = DemoModel(),
+    model: DemoModel | None = None,
     threads: int = 1,
     batch_size: int = 32,
+    fixtures: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run the whole demo and return its summary (also written to ``OUT/demo.json``).
 
@@ -303,8 +337,14 @@ def run_demo(
         size: image and model input side in pixels.
         subjects: how many of the 100 LFW crops to use (fewer for a quick run).
         captures: live, print and replay images per subject.
+        model: ``None`` (default): the shipped ``fas_scratch`` recipe (CDC conv-stem ViT);
+            a :class:`DemoModel`: the pre-#14 plain ViT with adapters.
         threads: torch CPU threads (1 is fastest for this small model on a shared
             2-core machine; set 0 for torch's default).
+        fixtures: a folder of real face photos to report on after training (never trained
+            or tuned on; see :mod:`vitfas.demo.fixtures`). ``None``: ``$VITFAS_DEMO_FIXTURES``
+            or ``<repository root>/../shared/fixtures/faces``, skipped (and said so) when
+            absent; ``""``: no fixture report. A folder given explicitly must exist.
     """
     from vitfas.data.manifest import read_manifest
     from vitfas.demo.dataset import SIMULATION_NOTE, build_demo_set
@@ -313,12 +353,14 @@ def run_demo(
 
     if epochs < 1:
         raise BadConfigError(f"--epochs: expected at least 1, got {epochs}")
-    if size % model.patch_size:
+    stride = model.patch_size if model is not None else _recipe_stride()
+    if size % stride:
         raise BadConfigError(f"--size {size}: expected a multiple of the patch size "
-                             f"{model.patch_size}")
+                             f"{stride}")
     for p in predict:
         if not Path(p).exists():
             raise BadConfigError(f"--predict {p}: no such file or folder")
+    fixtures_dir = _fixtures_dir(fixtures)
     out = Path(out)
     _prepare_out(out)
     clock = _Clock()
@@ -351,6 +393,8 @@ def run_demo(
                                                     out / "explain"))
         preds = clock.run("predict", lambda: _predict(bundle, out / "data", examples, predict,
                                                      out / "predictions", quiet))
+        real = clock.run("fixtures", lambda: _fixtures(bundle, fixtures_dir,
+                                                      out / "predictions"))
     finally:
         torch.set_num_threads(old_threads)
 
@@ -366,22 +410,123 @@ def run_demo(
                  "subjects": n_subjects, "counts": counts, "size": size,
                  "captures_per_subject": {"live": live, "print": prints, "replay": replays},
                  "readme": str(out / "data" / "README.md")},
-        "model": {**asdict(model), "img_size": size, "registry_base": "vit_tiny_patch16_224",
-                  "pretrained": None, "trainable": "full",
-                  "params": trained["total_params"]},
+        "model": _model_summary(bundle, model, size, trained["total_params"]),
         "train": {"run_dir": trained["run_dir"], "epochs": epochs, "steps": trained["steps"],
                   "best_epoch": trained["best_epoch"], "bundle": str(bundle_dir),
-                  "threads": threads},
+                  "threads": threads, "batch_size": cfg_data["trainer"]["batch_size"],
+                  "augment": cfg_data["data"]["augment"],
+                  "balance": cfg_data["data"].get("balance", False),
+                  "label_smoothing": (cfg_data.get("loss") or {}).get("label_smoothing", 0.0),
+                  "weights": cfg_data["output"]["weights"]},
         "threshold": frame["threshold"],
         "metrics": {name: _headline(m) for name, m in frame["splits"].items()},
         "report": {k: str(v) for k, v in (report.get("files") or {}).items()},
         "explain": expl,
         **preds,
+        "fixtures": real,
         "timing": {**clock.stages, "total": clock.total()},
     }
     (out / MARKER).write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    (out / "summary.md").write_text("```\n" + format_summary(summary) + "\n```\n")
+    (out / "summary.md").write_text("```\n" + format_summary(summary) + "\n```\n\n"
+                                    + fixture_markdown(real))
     return summary
+
+
+def _recipe_stride() -> int:
+    """The total stride (patch size) of the recipe's registered model."""
+    import yaml
+
+    from vitfas.configs import config_text
+    from vitfas.models.registry import get_entry
+
+    name = yaml.safe_load(config_text(RECIPE))["model"]["name"]
+    return int(get_entry(name).config.patch_size)
+
+
+def _fixtures_dir(fixtures: str | Path | None) -> Path | None:
+    """The fixture folder to report on (``None``: no report). An explicit folder must
+    exist; the default one may be absent (the report then says it was skipped)."""
+    from vitfas.demo.fixtures import default_fixtures_dir
+
+    if fixtures is None:
+        return default_fixtures_dir()
+    if str(fixtures) == "":
+        return None
+    d = Path(fixtures)
+    if not d.is_dir():
+        raise BadConfigError(f"--fixtures {d}: expected a folder of face photos, found "
+                             f"{'a file' if d.exists() else 'nothing'} there")
+    return d
+
+
+def _fixtures(bundle: Any, folder: Path | None, out_dir: Path) -> dict[str, Any]:
+    """Score the fixture photos with the bundle (its detector and dev threshold) and
+    count what it got right; ``fixtures.jsonl`` keeps the raw records."""
+    from vitfas.demo.fixtures import fixture_report, score_fixtures
+    from vitfas.predict import Predictor
+
+    if folder is None:
+        return {"folder": None, "status": "off", "rows": [], "single": {"right": 0, "n": 0},
+                "multi": [], "line": "off (--no-fixtures)"}
+    if not folder.is_dir():
+        return fixture_report(folder, None)
+    recs = score_fixtures(Predictor(bundle), folder)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    f = out_dir / "fixtures.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return {**fixture_report(folder, recs), "file": str(f)}
+
+
+def _model_summary(bundle: Any, model: DemoModel | None, size: int, params: int
+                   ) -> dict[str, Any]:
+    """What the summary says about the network: read back from the bundle."""
+    arch = bundle.config["architecture"]
+    c = arch["config"]
+    out: dict[str, Any] = {
+        "registry_name": arch["name"], "class": arch["class"], "img_size": size,
+        "patch_size": c["patch_size"], "embed_dim": c["embed_dim"], "depth": c["depth"],
+        "num_heads": c["num_heads"], "pretrained": None, "trainable": "full",
+        "params": params,
+        "recipe": RECIPE if model is None else "plain ViT + adapters (pre-#14 demo)",
+    }
+    if "stem" in c:
+        out.update(stem=c["stem"], stem_channels=c["stem_channels"], cdc_theta=c["cdc_theta"])
+    if model is not None:
+        out["adapter_bottleneck"] = model.adapter_bottleneck
+    return out
+
+
+def _model_line(m: dict[str, Any]) -> str:
+    """The summary's ``model`` line."""
+    size = f"{m['params'] / 1e6:.2f} M parameters, trained from scratch (no pretrained " \
+        "weights offline)"
+    if "stem" in m:
+        stem = "CDC" if m["stem"] == "cdc" else "plain"
+        theta = f", theta {m['cdc_theta']}" if m["stem"] == "cdc" else ""
+        chans = "/".join(str(c) for c in m["stem_channels"])
+        return (f"model      {m['registry_name']} ({m['recipe']} recipe): ViT with a {stem} "
+                f"conv stem ({chans} channels, stride {m['patch_size']}{theta}), width "
+                f"{m['embed_dim']}, depth {m['depth']}, {m['num_heads']} heads, "
+                f"{m['img_size']} px; {size}")
+    return (f"model      ViT patch {m['patch_size']}, width {m['embed_dim']}, depth "
+            f"{m['depth']}, {m['num_heads']} heads, {m['img_size']} px + serial adapters "
+            f"(r={m.get('adapter_bottleneck')}); {size}")
+
+
+def _training_choices(t: dict[str, Any]) -> str:
+    """Augmentation, sampling, loss and weight selection in a few words."""
+    a = t.get("augment") or {}
+    parts = [f"crop scale {a['scale'][0]:g}-{a['scale'][1]:g}" if "scale" in a else "",
+             f"brightness/contrast {a.get('brightness', 0):g}/{a.get('contrast', 0):g}",
+             f"blur p {a['blur']:g}" if a.get("blur") else "",
+             (f"JPEG p {a['jpeg']:g} (q {a['jpeg_quality'][0]}-{a['jpeg_quality'][1]})"
+              if a.get("jpeg") else "")]
+    aug = ", ".join(p for p in parts if p)
+    balance = "class-balanced" if t.get("balance") else "unbalanced"
+    weights = ("weights of the best dev-EER epoch" if t.get("weights", "best") == "best"
+               else "last epoch's weights")
+    return (f"augment: {aug}; {balance} batches of {t.get('batch_size')}; label smoothing "
+            f"{t.get('label_smoothing', 0):g}; {weights}")
 
 
 def _headline(m: dict[str, Any]) -> dict[str, Any]:
@@ -411,12 +556,10 @@ def format_summary(s: dict[str, Any]) -> str:
         f"{subj.get('test', 0)}), {d['size']} px: {d['manifest']}",
         "           live: LFW crops + astronaut + coffee (scikit-image); "
         "print/replay: simulated recaptures",
-        f"model      ViT patch {m['patch_size']}, width {m['embed_dim']}, depth {m['depth']}, "
-        f"{m['num_heads']} heads, {m['img_size']} px + serial adapters "
-        f"(r={m['adapter_bottleneck']}); {m['params'] / 1e6:.2f} M parameters, "
-        "trained from scratch (no pretrained weights offline)",
+        _model_line(m),
         f"training   {t['epochs']} epochs, {t['steps']} steps, best dev EER at epoch "
         f"{t['best_epoch']}: {t['run_dir']}",
+        f"           {_training_choices(t)}",
         f"threshold  {s['threshold']['value']:.4f}, {s['threshold']['criterion']}",
     ]
     for split in ("dev", "test"):
@@ -450,6 +593,11 @@ def format_summary(s: dict[str, Any]) -> str:
             lines.append(f"             {Path(r['path']).name:<28} {res}")
         if len(p["records"]) > 12:
             lines.append(f"             ... {len(p['records']) - 12} more in {p['file']}")
+    fx = s.get("fixtures")
+    if fx and fx["status"] != "off":
+        rows = format_fixture_report(fx)
+        lines.append(f"real faces {rows[0]}")
+        lines += [r if r.startswith(" ") else "           " + r for r in rows[1:]]
     lines.append(f"bundle     {t['bundle']}  (vitfas predict {t['bundle']} photo.jpg)")
     tm = s["timing"]
     parts = ", ".join(f"{k} {v['wall_s']:.0f} s" for k, v in tm.items() if k != "total")
