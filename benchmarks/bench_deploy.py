@@ -4,8 +4,9 @@ Parts (each optional):
 
 - ``latency``: batch-1 model latency (p50/p95 ms) of ViT-Ti/S/B-16 at 224 px in five
   runtimes -- torch fp32, torch bf16 autocast, onnxruntime fp32, onnxruntime int8 dynamic,
-  onnxruntime int8 static (QDQ, calibrated on random images: calibration data does not
-  change the speed) -- alternating round by round (order reversed every other round);
+  onnxruntime int8 static in QDQ and in QOperator format (calibrated on random images:
+  calibration data does not change the speed) -- alternating round by round (order
+  reversed every other round);
   speed-ups are torch fp32 / runtime, as the median of the per-round ratios;
 - ``e2e``: ``Predictor.predict_image`` per photo (detect + crop + normalise + model) on the
   real photos of ``../shared/fixtures/faces``, ViT-S/16, default face detection vs the fast
@@ -116,11 +117,15 @@ def prepare_graphs(bundle: Any, calibrate: Any) -> dict[str, Path]:
     export_onnx(bundle, d / "model.onnx")
     rep_d = quantize_int8(bundle, d / "model.onnx", d / "model.int8.dynamic.onnx")
     rep_s = quantize_int8(bundle, d / "model.onnx", d / "model.int8.static.onnx", calibrate)
+    rep_q = quantize_int8(bundle, d / "model.onnx", d / "model.int8.static_qop.onnx",
+                          calibrate, static_format="qoperator")
     log(f"  int8 dynamic: {rep_d['check']}")
     log(f"  int8 static: {rep_s['check']}")
+    log(f"  int8 static, QOperator format: {rep_q['check']}")
     return {"fp32": d / "model.onnx", "dynamic": d / "model.int8.dynamic.onnx",
-            "static": d / "model.int8.static.onnx", "check_dynamic": rep_d["check"],
-            "check_static": rep_s["check"]}
+            "static": d / "model.int8.static.onnx",
+            "static_qop": d / "model.int8.static_qop.onnx", "check_dynamic": rep_d["check"],
+            "check_static": rep_s["check"], "check_static_qop": rep_q["check"]}
 
 
 def runtimes(bundle: Any, graphs: dict[str, Any], threads: int, bf16: bool) -> dict[str, Any]:
@@ -132,6 +137,7 @@ def runtimes(bundle: Any, graphs: dict[str, Any], threads: int, bf16: bool) -> d
     rts["ort fp32"] = onnx_runtime(graphs["fp32"], threads)
     rts["ort int8 dynamic"] = onnx_runtime(graphs["dynamic"], threads)
     rts["ort int8 static"] = onnx_runtime(graphs["static"], threads)
+    rts["ort int8 static qoperator"] = onnx_runtime(graphs["static_qop"], threads)
     return rts
 
 
@@ -223,15 +229,29 @@ def recall_on(images: list[np.ndarray], truths: list[list[tuple[float, ...]]],
     return out
 
 
+def recall_detectors(side: int, extra_sides: list[int]) -> dict[str, Any]:
+    """The detectors the recall part compares, all dlib: the default, the fast face stage
+    (:func:`vitfas.faces.fast_detector`: grey HOG on a ``side`` copy, full default pass
+    where it finds no face) and the candidates it was chosen from."""
+    from vitfas.faces import FallbackDetector, fast_detector, fast_detector_options, get_detector
+
+    default = get_detector("dlib")
+    colour = get_detector("dlib", max_side=side, upsample=0)
+    dets = {"default": default,
+            f"fast {side} (grey + fallback)": fast_detector("dlib", side),
+            f"grey {side}, no fallback": fast_detector("dlib", side, fallback=False),
+            f"colour {side}": colour,
+            f"colour {side} + fallback": FallbackDetector(colour, default)}
+    for s in extra_sides:
+        dets[f"grey {s}, no fallback"] = get_detector("dlib", **fast_detector_options("dlib", s))
+        dets[f"fast {s} (grey + fallback)"] = fast_detector("dlib", s)
+    return dets
+
+
 def bench_recall(args: argparse.Namespace) -> dict[str, Any]:
     from vitfas.data.io import load_image
-    from vitfas.faces import fast_detector_options, get_detector
 
-    side = args.detect_side
-    dets = {"default": get_detector("dlib"),
-            f"side {side}": get_detector("dlib", **fast_detector_options("dlib", side))}
-    for s in args.extra_sides:
-        dets[f"side {s}"] = get_detector("dlib", **fast_detector_options("dlib", s))
+    dets = recall_detectors(args.detect_side, args.extra_sides)
     res: dict[str, Any] = {}
     photos = fixture_photos(args.photos)
     if photos:
@@ -259,6 +279,19 @@ def bench_recall(args: argparse.Namespace) -> dict[str, Any]:
             truths.append([tuple(float(v) for v in r["face_box"].split())])
         res[index.stem] = recall_on(images, truths, dets)
         log(f"recall {index.stem} ({len(images)} frames): {json.dumps(res[index.stem])}")
+    sets = [k for k in res if k != "fixtures"]
+    if sets:  # all webcam frames together
+        all_ = {}
+        for name in dets:
+            n = sum(res[k][name]["faces"] for k in sets)
+            all_[name] = {"faces": n, **{m: sum(res[k][name][m] * res[k][name]["faces"]
+                                                for k in sets) / n
+                                         for m in ("recall_iou30", "recall_iou50",
+                                                   "cpu_ms_per_image")}}
+        res["webcam_all"] = all_
+        for name, v in all_.items():
+            log(f"  webcam all {name:28s} recall@0.3 {100 * v['recall_iou30']:.1f}% "
+                f"@0.5 {100 * v['recall_iou50']:.1f}% cpu {v['cpu_ms_per_image']:.1f} ms")
     return res
 
 
@@ -336,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--photos", type=Path, default=REPO.parent / "shared" / "fixtures" / "faces")
     p.add_argument("--detect-side", type=int, default=480)
     p.add_argument("--extra-sides", type=lambda s: [int(v) for v in s.split(",") if v],
-                   default=[400, 320], help="more detection sides for the recall table")
+                   default=[400], help="more detection sides for the recall table")
     p.add_argument("--frames", nargs="*", default=[],
                    help="index CSVs of webcam frames with a face_box column (ground truth)")
     p.add_argument("--frames-per-set", type=int, default=150)

@@ -135,11 +135,16 @@ def test_grey_hog_finds_the_same_boxes(face_fixtures: Path, name: str) -> None:
 
 
 def test_fast_side_keeps_every_fixture_face(face_fixtures: Path) -> None:
-    """Recall on the fixtures (8 faces): the 480 px grey copy finds every face the default
-    finds, boxes mapped back to full resolution (IoU >= 0.5 with the default's)."""
-    from vitfas.faces import fast_detector_options
+    """Recall on the fixtures (8 faces): the fast face stage (480 px grey copy, default
+    fallback) finds every face the default finds, boxes mapped back to full resolution
+    (IoU >= 0.5 with the default's), and the grey copy alone does too (no fallback)."""
+    from vitfas.faces import fast_detector
 
-    fast = get_detector("dlib", **fast_detector_options("dlib", 480))
+    _fixture_recall(face_fixtures, fast_detector("dlib", 480, fallback=False))
+    _fixture_recall(face_fixtures, fast_detector("dlib", 480))
+
+
+def _fixture_recall(face_fixtures: Path, fast: Detector) -> None:
     found = total = 0
     for name in ALL_FIXTURES:
         rgb = load_image(face_fixtures / name)
@@ -149,3 +154,56 @@ def test_fast_side_keeps_every_fixture_face(face_fixtures: Path) -> None:
         found += sum(max((_iou(r.box, g.box) for g in got), default=0) >= 0.5 for r in ref)
     assert total == 8
     assert found == total
+
+
+class _Stub(Detector):
+    """Finds the given boxes (in the pixels of the image it is handed), records the sizes
+    it was handed."""
+
+    name = "stub"
+
+    def __init__(self, boxes: list[tuple[float, float, float, float]], max_side: int) -> None:
+        super().__init__(max_side=max_side)
+        self.boxes = boxes
+        self.seen: list[tuple[int, int]] = []
+
+    def _detect(self, rgb: np.ndarray) -> list[Face]:
+        self.seen.append(rgb.shape[:2])
+        return [Face(box=b) for b in self.boxes]
+
+
+def test_fallback_runs_the_full_pass_only_when_the_fast_one_finds_nothing() -> None:
+    from vitfas.faces import FallbackDetector
+
+    img = np.zeros((600, 1200, 3), np.uint8)  # 1200 px wide: the fast copy is 2.5x smaller
+    # fast pass finds nothing -> the full pass (640 px copy, factor 1200/640 = 1.875) is used
+    fast, full = _Stub([], max_side=480), _Stub([(64.0, 32.0, 128.0, 96.0)], max_side=640)
+    det = FallbackDetector(fast, full)
+    faces = det.detect(img)
+    assert fast.seen == [(240, 480)] and full.seen == [(320, 640)]
+    assert det.last_used == "full"
+    assert faces[0].box == pytest.approx((120.0, 60.0, 240.0, 180.0))  # x 1.875
+    # fast pass finds a face -> the full pass is not run; box mapped back x 2.5
+    fast, full = _Stub([(40.0, 20.0, 80.0, 60.0)], max_side=480), _Stub([], max_side=640)
+    det = FallbackDetector(fast, full)
+    faces = det.detect(img)
+    assert full.seen == [] and det.last_used == "fast"
+    assert faces[0].box == pytest.approx((100.0, 50.0, 200.0, 150.0))
+    with pytest.raises(BadImageError, match="uint8"):
+        det.detect(np.zeros((8, 8, 3), np.float32))
+
+
+def test_fast_detector_is_grey_480_with_a_default_fallback() -> None:
+    from vitfas.faces import FallbackDetector, fast_detector
+
+    det = fast_detector("dlib", 480)
+    assert isinstance(det, FallbackDetector)
+    assert (det.fast.max_side, det.fast.gray, det.fast.upsample) == (480, True, 0)
+    assert (det.full.max_side, det.full.gray, det.full.upsample) == (640, False, None)
+    plain = fast_detector("dlib", 480, fallback=False)
+    assert not isinstance(plain, FallbackDetector) and plain.max_side == 480
+    assert fast_detector("none", 480).name == "none"
+    mine = get_detector("dlib", max_side=800)
+    assert fast_detector("dlib", 400, full=mine).full is mine
+    # a blank image: neither pass finds a face, the answer is an empty list
+    assert det.detect(np.zeros((480, 640, 3), np.uint8)) == [] and det.last_used == "full"

@@ -92,6 +92,13 @@ def test_dynamic_graph_is_int8_and_keeps_metadata(quantized):
     q = dyn["int8"]
     assert q["mode"] == "dynamic" and q["per_channel"] and q["calibration"] is None
     assert q["reduce_range"] is True  # 7-bit weights: no int16 saturation without VNNI
+    # the default leaves the patch embedding, the head and the attention products in fp32
+    assert q["keep_fp32"] == ["patch_embed*", "head", "*/scaled_dot_product_attention"]
+    assert q["fp32_nodes"] == ["blocks.0.attn/scaled_dot_product_attention",
+                               "blocks.1.attn/scaled_dot_product_attention", "head",
+                               "patch_embed.proj"]
+    dtypes = _weight_dtypes(Path(q["file"]))
+    assert dtypes["node_conv2d"] == onnx.TensorProto.FLOAT
     path = Path(q["file"])
     assert path == b / "dyn.onnx"
     ops = _ops(path)
@@ -112,7 +119,7 @@ def test_static_calibration_skips_fta_and_unreadable_rows(quantized):
     assert q["mode"] == "static"
     # 12 readable train rows: the FTA row and the unreadable one are skipped
     assert q["calibration"] == {"manifest": str(man), "split": "train", "rows": 12,
-                                "method": "minmax"}
+                                "method": "minmax", "format": "qdq"}
     assert q["check"]["n"] == 12 and q["check"]["on"] == "calibration crops"
     ops = _ops(Path(q["file"]))
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
@@ -191,3 +198,108 @@ def test_calibrate_without_quantize_is_an_error(tiny_bundle, tmp_path, monkeypat
                  monkeypatch)
     assert rc != 0
     assert "--calibrate is for int8 quantization: add --quantize int8" in capsys.readouterr().err
+
+
+def _weight_dtypes(path: Path) -> dict[str, int]:
+    """node name -> data type of its weight initialiser, for MatMul / Gemm / Conv nodes
+    whose second input is an initialiser (an fp32 GEMM left as it was)."""
+    g = onnx.load(str(path)).graph
+    inits = {t.name: t.data_type for t in g.initializer}
+    return {n.name: inits[n.input[1]] for n in g.node
+            if n.op_type in ("MatMul", "Gemm", "Conv") and n.input[1] in inits}
+
+
+@pytest.mark.timeout(300)
+def test_keep_fp32_leaves_the_named_nodes_in_fp32(tmp_path):
+    """`--keep-fp32 head 'blocks.0.mlp.*'`: exactly those GEMMs keep fp32 weights in the
+    written graph, every other weight GEMM is int8, and the reported |dP| is what the
+    fp32 model and the written graph give on the same images."""
+    from vitfas.bundle import load_bundle
+    from vitfas.export.quantize import quantizable_nodes, random_batches
+    from vitfas.metrics.calibration import scaled_softmax
+    from vitfas.predict.runtime import onnx_runtime, torch_runtime
+
+    b = make_bundle(tmp_path / "b")
+    out = _export([str(b), "--quantize", "int8", "--keep-fp32", "head", "blocks.0.mlp.*",
+                   "-o", str(tmp_path / "k.onnx")])["int8"]
+    assert out["keep_fp32"] == ["head", "blocks.0.mlp.*"]
+    assert out["fp32_nodes"] == ["blocks.0.mlp.fc1", "blocks.0.mlp.fc2", "head"]
+    nodes = {n["label"]: n for n in quantizable_nodes(b / "model.onnx") if n["weighted"]}
+    assert {"blocks.0.mlp.fc1", "blocks.1.mlp.fc2", "blocks.1.attn.qkv", "head",
+            "patch_embed.proj"} <= set(nodes)
+    kept = {nodes[k]["name"] for k in out["fp32_nodes"]}
+    # (dynamic quantization rewrites the Gemm head as a MatMul named NAME_MatMul)
+    float_gemms = {k.removesuffix("_MatMul") for k, t in
+                   _weight_dtypes(Path(out["file"])).items() if t == onnx.TensorProto.FLOAT}
+    assert float_gemms == kept, (float_gemms, kept)
+    # the other weight GEMMs were quantized: 2 blocks x 4 + patch embedding - 2 kept
+    assert _int8_initialisers(Path(out["file"])) >= 2 * 4 + 1 - 2
+    # the report's figure, recomputed: fp32 PyTorch vs the written graph, same images
+    bundle = load_bundle(b)
+    xs = random_batches(bundle, 32, seed=0)
+    t, q = torch_runtime(bundle.model), onnx_runtime(out["file"], 1)
+    p_t = np.array([scaled_softmax(t(x).astype(np.float64), 1.0)[0, 1] for x in xs])
+    p_q = np.array([scaled_softmax(q(x).astype(np.float64), 1.0)[0, 1] for x in xs])
+    assert out["check"]["max_abs_dp"] == pytest.approx(np.abs(p_q - p_t).max(), abs=1e-6)
+    assert out["check"]["mean_abs_dp"] == pytest.approx(np.abs(p_q - p_t).mean(), abs=1e-6)
+    assert 0 < out["check"]["max_abs_dp"] < 0.05
+
+
+@pytest.mark.timeout(300)
+def test_keep_fp32_pattern_that_matches_nothing_is_an_error(tmp_path, monkeypatch, capsys):
+    b = make_bundle(tmp_path / "b")
+    # `--keep-fp32` with no pattern: every GEMM quantized, the patch convolution too
+    every = _export([str(b), "--quantize", "int8", "--keep-fp32", "-o", str(tmp_path / "a.onnx")])
+    assert every["int8"]["fp32_nodes"] == []
+    assert not any(t == onnx.TensorProto.FLOAT
+                   for t in _weight_dtypes(Path(every["int8"]["file"])).values())
+    rc = run_cli(["export", str(b), "--quantize", "int8", "--keep-fp32", "blocks.9.*"],
+                 monkeypatch)
+    assert rc != 0
+    err = capsys.readouterr().err
+    assert "'blocks.9.*' matches no quantizable node" in err and "blocks.1.mlp.fc2" in err
+
+
+@pytest.mark.timeout(300)
+def test_dynamic_int8_score_does_not_depend_on_the_batch(quantized):
+    """A dynamic int8 graph computes activation ranges per call; the runtime runs it row
+    by row, so a crop scores the same alone and next to a crop of extreme pixels."""
+    from vitfas.predict.runtime import onnx_runtime
+
+    _, _, dyn, _ = quantized
+    rt = onnx_runtime(dyn["int8"]["file"], 1, name="onnx-int8")
+    assert rt.info["rows_per_call"] == 1
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 1, (1, 3, 32, 32)).astype(np.float32)
+    loud = np.full((1, 3, 32, 32), 40.0, np.float32)  # far outside the normalised range
+    alone = rt(x)
+    together = rt(np.concatenate([x, loud]))
+    assert together.shape == (2, 2)
+    np.testing.assert_array_equal(together[:1], alone)
+    # the graph itself, fed both rows in one call, would have scored x differently
+    raw = rt.session.run(None, {"image": np.concatenate([x, loud])})[0]
+    assert np.abs(raw[:1] - alone).max() > 1e-4
+
+
+@pytest.mark.timeout(300)
+def test_static_qoperator_format_writes_qlinear_ops(quantized, tmp_path):
+    """`--static-format qoperator`: the GEMMs become QLinearMatMul / QLinearConv ops, the
+    report says so, and the scores match the QDQ graph's closely (same ranges)."""
+    from vitfas.bundle import load_bundle
+    from vitfas.export.quantize import calibration_batches, quantize_int8
+    from vitfas.predict.runtime import onnx_runtime
+
+    b, man, _, sta = quantized
+    bundle = load_bundle(b)
+    cal = calibration_batches(bundle, man, "train", 128)
+    rep = quantize_int8(bundle, b / "model.onnx", tmp_path / "qop.onnx", cal,
+                        static_format="qoperator")
+    assert rep["calibration"]["format"] == "qoperator"
+    ops = _ops(tmp_path / "qop.onnx")
+    assert "QLinearMatMul" in ops and "DequantizeLinear" in ops  # back to fp32 after
+    x = np.concatenate(cal)
+    a = onnx_runtime(tmp_path / "qop.onnx", 1)(x)
+    q = onnx_runtime(sta["int8"]["file"], 1)(x)
+    assert np.abs(a - q).max() < 0.05
+    with pytest.raises(BadConfigError, match="static int8 format"):
+        quantize_int8(bundle, b / "model.onnx", tmp_path / "x.onnx", cal, static_format="qd")

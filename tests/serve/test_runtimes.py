@@ -110,6 +110,9 @@ def test_predictor_detect_side_maps_boxes_to_the_photo(face_fixtures, tmp_path):
     assert fast.detector.max_side == 480 and fast.describe()["detect_side"] == 480
     got = fast.detect(rgb)
     assert len(got) == len(ref) == 1
+    # the grey 480 px pass found it; the fallback would be the bundle's own detector
+    assert fast.detector.last_used == "fast"
+    assert fast.detector.full is fast.recipe.face_detector
     (f0, c0), (f1, c1) = ref[0], got[0]
     assert f1.width > 300                       # full-resolution pixels, not the copy's
     x0, y0 = max(f0.box[0], f1.box[0]), max(f0.box[1], f1.box[1])

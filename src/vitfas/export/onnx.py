@@ -216,11 +216,19 @@ def register(subparsers: Any) -> None:
     p.add_argument("--calib-rows", type=int, default=128, help="most crops to calibrate on")
     p.add_argument("--calib-method", choices=("minmax", "percentile", "entropy"),
                    default="minmax", help="activation range estimator (static only)")
+    p.add_argument("--static-format", choices=("qdq", "qoperator"), default="qdq",
+                   help="graph format of static int8: QDQ pairs (default) or QLinear ops")
     p.add_argument("--per-tensor", action="store_true",
                    help="one weight scale per tensor instead of per output channel")
     p.add_argument("--full-range", action="store_true",
                    help="8-bit weights; only for CPUs with VNNI/AMX (the default 7-bit weights "
                         "avoid int16 saturation on x86 CPUs without VNNI)")
+    p.add_argument("--keep-fp32", nargs="*", metavar="PATTERN", default=None,
+                   help="leave these nodes in fp32: shell patterns matched against the "
+                        "module each node came from (head, patch_embed.proj, "
+                        "'blocks.*.mlp.fc2', 'blocks.0.*') or the node name; default: "
+                        "patch_embed* head */scaled_dot_product_attention; `--keep-fp32` alone: "
+                        "quantize every GEMM")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
 
@@ -267,6 +275,8 @@ def _run_quantize(args: argparse.Namespace, bundle: Any) -> int:
         bundle, fp32, out, args.calibrate, calib_split=args.calib_split or None,
         calib_rows=args.calib_rows, calib_method=args.calib_method,
         per_channel=not args.per_tensor, reduce_range=not args.full_range,
+        static_format=args.static_format,
+        **({} if args.keep_fp32 is None else {"keep_fp32": args.keep_fp32}),
     )
     if args.json:
         print(json.dumps(rep, indent=2))
@@ -279,10 +289,12 @@ def _run_quantize(args: argparse.Namespace, bundle: Any) -> int:
     c = q["check"]
     cal = q["calibration"]
     how = (f"static, calibrated on {cal['rows']} crops of {cal['manifest']} "
-           f"(split {cal['split']}, {cal['method']})" if cal else "dynamic")
+           f"(split {cal['split']}, {cal['method']}, {cal['format']})" if cal else "dynamic")
     print(f"quantize: {q['file']} ({q['bytes'] / 1e6:.2f} MB, fp32 {q['fp32_bytes'] / 1e6:.2f}"
           f" MB), int8 {how}, weights per {'channel' if q['per_channel'] else 'tensor'}"
           f"{' (7-bit range)' if q['reduce_range'] else ''}")
+    if q["fp32_nodes"]:
+        print(f"  kept in fp32: {', '.join(q['fp32_nodes'])}")
     print(f"  int8 vs fp32 PyTorch on {c['on']}: max |dP(live)| {c['max_abs_dp']:.4f}, "
           f"mean {c['mean_abs_dp']:.4f}, identical decisions {100 * c['identical_decisions']:.1f}%"
           f" at threshold {c['threshold']:.4g}")

@@ -12,7 +12,10 @@ is missing or from other weights):
    (default ``train``: never the dev/test images the model is judged on), read exactly as
    ``vitfas eval`` reads them; QDQ format, uint8 activations, int8 weights per output
    channel; otherwise **dynamic** quantization (int8 weights per output channel, activation
-   ranges computed at run time on every call);
+   ranges computed at run time on every call; the ``onnx-int8`` runtime therefore feeds a
+   dynamic graph one crop per call, so a crop's score does not depend on its batch).
+   Nodes matching ``keep_fp32`` (``--keep-fp32``; default :data:`DEFAULT_KEEP_FP32`: patch
+   embedding, head, attention products) stay fp32;
 3. the int8 graph is run by onnxruntime beside the fp32 PyTorch model on the calibration
    crops (or, without a manifest, on ``check_rows`` random images) and the report gives the
    largest and mean |dP(live)| and the share of identical decisions at the bundle's
@@ -42,11 +45,24 @@ log = logging.getLogger(__name__)
 
 MODES = ("dynamic", "static")
 CALIB_METHODS = ("minmax", "percentile", "entropy")
+#: Graph formats of static quantization: ``qdq`` (QuantizeLinear/DequantizeLinear pairs
+#: around fp32 ops, fused by onnxruntime when the session is built) or ``qoperator``
+#: (QLinearMatMul / QLinearConv ops written into the graph).
+STATIC_FORMATS = ("qdq", "qoperator")
 #: Only the weight GEMMs (and the patch-embedding convolution) are quantized. Quantizing
 #: every op onnxruntime can (LayerNorm, Add, Softmax, ...) adds quantize/dequantize pairs
 #: and error for little speed: on a small ViT it moved P(live) by up to 0.044 where this
 #: set moved it by 0.003 (same calibration).
 QUANT_OPS = ("MatMul", "Gemm", "Conv")
+#: Nodes left in fp32 unless told otherwise (``--keep-fp32``): the patch embedding, the
+#: classifier head and the attention products (query x key, attention x value; dynamic
+#: quantization leaves these weightless MatMuls in fp32 anyway). Chosen by a sensitivity
+#: sweep on a real protocol (benchmarks/README.md, ``benchmarks/quant_sensitivity.py``):
+#: the first two lowered the mean |dP(live)| of dynamic int8 from 0.0023 to 0.0015 (dev)
+#: and the largest from 0.019 to 0.015, for about 1.5% of a ViT-S/16's multiply-adds; the
+#: attention products were the largest single source of static int8's error. Patterns
+#: of the default that match no node (a model without such modules) are skipped.
+DEFAULT_KEEP_FP32: tuple[str, ...] = ("patch_embed*", "head", "*/scaled_dot_product_attention")
 
 
 @contextlib.contextmanager
@@ -174,6 +190,81 @@ def _copy_metadata(src: Path, dst: Path, extra: dict[str, str]) -> None:
     onnx.save(proto, str(dst))
 
 
+def node_label(node: Any) -> str:
+    """A readable name for a node of an exported graph: the PyTorch module it came from
+    (``patch_embed.proj``, ``blocks.3.mlp.fc2``, ``head``), from the exporter's
+    ``pkg.torch.onnx.name_scopes`` metadata; a weightless op inside a module gets the
+    module and the op (``blocks.0.attn/scaled_dot_product_attention``). The node's own
+    name when the graph has no such metadata."""
+    import ast
+
+    meta = {p.key: p.value for p in node.metadata_props}
+    raw = meta.get("pkg.torch.onnx.name_scopes")
+    if not raw:
+        return str(node.name)
+    try:
+        scopes = [str(v) for v in ast.literal_eval(raw)]
+    except (ValueError, SyntaxError):
+        return str(node.name)
+    mods = [v for v in scopes if v == "model" or v.startswith("model.")]
+    if not mods or mods[-1] == "model":
+        return str(node.name)
+    label = mods[-1][len("model."):]
+    last = scopes[-1]
+    if last in mods:
+        return label
+    op = last.rstrip("0123456789").rstrip("_")
+    # linear / linear_3 / conv2d: the module's own op; anything else is named
+    return label if op in ("linear", "conv2d", "addmm", "matmul_weight") else f"{label}/{op}"
+
+
+def quantizable_nodes(graph: str | Path,
+                      labels_from: str | Path | None = None) -> list[dict[str, Any]]:
+    """The nodes of an fp32 graph that :func:`quantize_int8` may quantize (op types in
+    :data:`QUANT_OPS`), in graph order: ``{"name", "op", "label", "weighted"}``, where
+    ``label`` is :func:`node_label` (taken from the same-named node of ``labels_from``
+    when given: the exported graph, whose metadata a pre-processed copy may lack) and
+    ``weighted`` says whether an input is a weight (False for the attention score and
+    attention-times-value products)."""
+    import onnx
+
+    g = onnx.load(str(graph)).graph
+    known: dict[str, str] = {}
+    if labels_from is not None:
+        known = {n.name: node_label(n) for n in onnx.load(str(labels_from)).graph.node}
+    inits = {i.name for i in g.initializer}
+    return [{"name": n.name, "op": n.op_type,
+             "label": known.get(n.name) or node_label(n),
+             "weighted": any(i in inits for i in n.input)}
+            for n in g.node if n.op_type in QUANT_OPS]
+
+
+def nodes_matching(nodes: Sequence[dict[str, Any]], patterns: Sequence[str],
+                   strict: bool = True) -> list[str]:
+    """Names of the ``nodes`` (:func:`quantizable_nodes`) whose label or name matches one of
+    the shell-style ``patterns`` (``fnmatch``: ``head``, ``blocks.*.mlp.fc2``,
+    ``*/scaled_dot_product_attention``, ``patch_embed*``).
+
+    Raises:
+        BadConfigError: a pattern matches no node (the message lists the labels); with
+            ``strict=False`` such a pattern is skipped.
+    """
+    from fnmatch import fnmatchcase
+
+    out: list[str] = []
+    for pat in patterns:
+        hit = [n["name"] for n in nodes
+               if fnmatchcase(n["label"], pat) or fnmatchcase(n["name"], pat)]
+        if not hit and not strict:
+            continue
+        if not hit:
+            labels = sorted({n["label"] for n in nodes})
+            raise BadConfigError(f"--keep-fp32 {pat!r} matches no quantizable node; the "
+                                 f"graph has: {', '.join(labels)}")
+        out += [h for h in hit if h not in out]
+    return out
+
+
 def quantize_int8(
     bundle: Any,
     fp32_onnx: str | Path,
@@ -185,6 +276,8 @@ def quantize_int8(
     calib_method: str = "minmax",
     per_channel: bool = True,
     reduce_range: bool = True,
+    keep_fp32: Sequence[str] | None = None,
+    static_format: str = "qdq",
     check_rows: int = 32,
     seed: int = 0,
 ) -> dict[str, Any]:
@@ -204,6 +297,11 @@ def quantize_int8(
             full range: on a 2-core AVX2 EPYC a static ViT-S/16 graph moved P(live) by up to
             0.13 with 8-bit weights and 0.012 with 7-bit ones. ``False`` only for graphs
             that will run on CPUs with VNNI (or AMX).
+        keep_fp32: shell-style patterns (:func:`nodes_matching`) of nodes left in fp32,
+            matched against the PyTorch module each node came from (``head``,
+            ``blocks.*.mlp.fc2``) or the node name; ``None``: :data:`DEFAULT_KEEP_FP32`
+            (its patterns that match nothing skipped); ``[]``: quantize every GEMM.
+        static_format: :data:`STATIC_FORMATS` (static quantization only).
         check_rows: random images to compare on when there is no manifest.
 
     Returns:
@@ -222,6 +320,9 @@ def quantize_int8(
     from vitfas.metrics.calibration import scaled_softmax
     from vitfas.predict.runtime import onnx_runtime, torch_runtime
 
+    if static_format not in STATIC_FORMATS:
+        raise BadConfigError(f"static int8 format must be one of {STATIC_FORMATS}, got "
+                             f"{static_format!r}")
     if calib_method not in CALIB_METHODS:
         raise BadConfigError(f"calibration method must be one of {CALIB_METHODS}, got "
                              f"{calib_method!r}")
@@ -247,6 +348,13 @@ def quantize_int8(
                         "without", type(exc).__name__, exc)
             with _quiet():
                 quant_pre_process(str(fp32_onnx), str(pre), skip_symbolic_shape=True)
+        nodes = quantizable_nodes(pre, labels_from=fp32_onnx)
+        strict = keep_fp32 is not None
+        keep_fp32 = DEFAULT_KEEP_FP32 if keep_fp32 is None else tuple(keep_fp32)
+        exclude = nodes_matching(nodes, keep_fp32, strict=strict)
+        # dynamic quantization first rewrites each Gemm as a MatMul named NAME_MatMul
+        gemms = {n["name"] for n in nodes if n["op"] == "Gemm"}
+        exclude += [f"{e}_MatMul" for e in exclude if e in gemms]
         try:
             with _quiet():
                 if mode == "static":
@@ -255,23 +363,29 @@ def quantize_int8(
                               "entropy": CalibrationMethod.Entropy}[calib_method]
                     quantize_static(
                         str(pre), str(out), _Reader(batches, "image"),
-                        quant_format=QuantFormat.QDQ, op_types_to_quantize=list(QUANT_OPS),
+                        quant_format=(QuantFormat.QDQ if static_format == "qdq"
+                                      else QuantFormat.QOperator),
+                        op_types_to_quantize=list(QUANT_OPS),
                         per_channel=per_channel, reduce_range=reduce_range,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=method,
+                        calibrate_method=method, nodes_to_exclude=exclude,
                     )
                 else:
                     quantize_dynamic(str(pre), str(out), op_types_to_quantize=list(QUANT_OPS),
                                      per_channel=per_channel, reduce_range=reduce_range,
-                                     weight_type=QuantType.QInt8)
+                                     weight_type=QuantType.QInt8,
+                                     nodes_to_exclude=exclude)
         except Exception as exc:
             raise VitfasError(f"int8 quantization of {fp32_onnx} failed: "
                               f"{type(exc).__name__}: {exc}") from exc
     info = {"mode": mode, "per_channel": per_channel, "reduce_range": reduce_range,
             "weights": "int8", "activations": "uint8",
+            "keep_fp32": list(keep_fp32),
+            "fp32_nodes": sorted({n["label"] for n in nodes if n["name"] in exclude}),
+            "fp32_node_names": exclude,
             "calibration": None if calibrate is None else {
                 "manifest": str(calibrate), "split": calib_split, "rows": len(batches),
-                "method": calib_method}}
+                "method": calib_method, "format": static_format}}
     _copy_metadata(fp32_onnx, out, {"vitfas.quantization": json.dumps(info)})
 
     # compare with the fp32 PyTorch model, one image per call as in deployment
@@ -305,5 +419,6 @@ def bundle_onnx_is_current(bundle: Any, path: str | Path) -> bool:
         "vitfas.quantization" not in meta
 
 
-__all__ = ["agreement", "bundle_onnx_is_current", "calibration_batches", "quantize_int8",
-           "random_batches"]
+__all__ = ["DEFAULT_KEEP_FP32", "STATIC_FORMATS", "agreement", "bundle_onnx_is_current",
+           "calibration_batches", "node_label", "nodes_matching", "quantizable_nodes",
+           "quantize_int8", "random_batches"]

@@ -28,7 +28,7 @@ from vitfas.data.inputs import expand_inputs, kind_of  # noqa: F401  (re-exporte
 from vitfas.data.io import IMAGE_EXTENSIONS  # noqa: F401  (re-exported)
 from vitfas.data.video import VIDEO_EXTENSIONS  # noqa: F401  (re-exported)
 from vitfas.errors import BadConfigError, BadImageError, NoFaceError
-from vitfas.faces.detectors import fast_detector_options, get_detector
+from vitfas.faces.detectors import fast_detector
 from vitfas.metrics.calibration import scaled_softmax
 from vitfas.predict.runtime import open_runtime
 
@@ -121,8 +121,8 @@ class Predictor:
         batch_size: most crops per forward call.
         detect_side: run the face detector on a copy whose longer side is at most this
             many pixels (boxes mapped back to the image; the crop is cut from the full
-            image). ``None``: the detector's default (640). Smaller is faster; see
-            :func:`vitfas.faces.get_detector` for the recall it costs.
+            image), falling back to the recipe's detector on images where that finds no
+            face. ``None``: the recipe's detector only. See :func:`vitfas.faces.fast_detector`.
         threads: onnxruntime intra-op threads (default: PyTorch's thread count).
     """
 
@@ -179,11 +179,12 @@ class Predictor:
         self._fast_detector: Any = None
 
     def use_detect_side(self, side: int | None) -> None:
-        """Detect faces on a copy at most ``side`` pixels on its longer side (the fast face
-        stage, :func:`vitfas.faces.fast_detector_options`); ``None``: the recipe's detector."""
+        """Detect faces on a copy at most ``side`` pixels on its longer side, and with the
+        recipe's own detector where that finds no face (the fast face stage,
+        :func:`vitfas.faces.fast_detector`); ``None``: the recipe's detector only."""
         self.detect_side = side
-        self._fast_detector = None if side is None else get_detector(
-            self.recipe.detector, **fast_detector_options(self.recipe.detector, side))
+        self._fast_detector = None if side is None else fast_detector(
+            self.recipe.detector, side, full=self.recipe.face_detector)
 
     @property
     def model_id(self) -> str:
