@@ -203,6 +203,20 @@ class ConvStem(nn.Module):
         self.convs = nn.ModuleList(layers)
         self.proj = nn.Conv2d(c_in, embed_dim, kernel_size=1)
 
+    def init_weights(self, proj: bool = True) -> None:
+        """Kaiming-normal (fan-out, ReLU) stride-2 convolutions, BatchNorm (1, 0), then a
+        xavier-uniform 1x1 projection (skipped with ``proj=False``) with a zero bias."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d) and m is not self.proj:
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        if proj:
+            w = self.proj.weight
+            nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.zeros_(self.proj.bias)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, C, H, W] -> [B, H/P, W/P, D]``."""
         x = pad_to_multiple(x, self.patch_size, self.pad, "the stem's stride")
@@ -236,15 +250,8 @@ class ConvStemVisionTransformer(VisionTransformer):
         self._init_stem()
 
     def _init_stem(self) -> None:
-        for m in self.patch_embed.modules():
-            if isinstance(m, nn.Conv2d) and m is not self.patch_embed.proj:
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        w = self.patch_embed.proj.weight
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        nn.init.zeros_(self.patch_embed.proj.bias)
+        assert isinstance(self.patch_embed, ConvStem)
+        self.patch_embed.init_weights()
 
     def init_weights(self) -> None:
         """The ViT initialisation; Kaiming-normal stem convolutions, BatchNorm (1, 0)."""

@@ -32,6 +32,7 @@ from torch.utils.checkpoint import checkpoint
 
 from vitfas.models._config import ConfigDict, check_image_batch, to_pair
 from vitfas.models.attention import Block
+from vitfas.models.convstem import ConvStem, ConvStemVisionTransformer, ConvStemViTConfig
 from vitfas.models.pos_embed import resample_pos_embed, sincos_2d
 from vitfas.models.registry import register_model
 from vitfas.models.vit import PatchEmbed, VisionTransformer, ViTConfig
@@ -53,6 +54,15 @@ class MAEConfig(ConfigDict):
         mask_ratio: fraction of patches hidden per sample, in ``[0, 1)``.
         norm_pix_loss: regress per-patch normalised pixels (mean 0, unit variance per patch).
         drop_path_rate: stochastic depth in the encoder (0 in the paper).
+        stem: the encoder's patch embedding: ``"linear"`` (the paper's, one linear map per
+            patch), or a convolutional stem (:class:`~vitfas.models.convstem.ConvStem`) of
+            plain (``"conv"``) or central-difference (``"cdc"``) stride-2 convolutions, as in
+            :class:`~vitfas.models.convstem.ConvStemVisionTransformer`. The stem's
+            convolutions see across patch borders, so with a conv stem the hidden patches
+            are zeroed in the input before the stem: visible tokens carry no hidden pixels.
+        stem_channels: channels of the stem's stride-2 convolutions, ``2 ** len == patch_size``
+            (only with a conv stem).
+        cdc_theta: CDC's theta (only with ``stem="cdc"``).
     """
 
     img_size: tuple[int, int] = (224, 224)
@@ -72,10 +82,20 @@ class MAEConfig(ConfigDict):
     mask_ratio: float = 0.75
     norm_pix_loss: bool = False
     drop_path_rate: float = 0.0
+    stem: Literal["linear", "conv", "cdc"] = "linear"
+    stem_channels: tuple[int, ...] = ()
+    cdc_theta: float = 0.7
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "img_size", to_pair(self.img_size))
+        object.__setattr__(self, "stem_channels", tuple(int(c) for c in self.stem_channels))
+        n = len(self.stem_channels)
         checks = [
+            (self.stem in ("linear", "conv", "cdc"),
+             f"stem must be linear|conv|cdc, got {self.stem!r}"),
+            (self.stem == "linear" or (n > 0 and 2 ** n == self.patch_size),
+             f"a {self.stem} stem needs patch_size = 2**len(stem_channels); got patch_size "
+             f"{self.patch_size}, stem_channels={list(self.stem_channels)}"),
             (self.patch_size > 0, f"patch_size must be positive, got {self.patch_size}"),
             (self.embed_dim % self.num_heads == 0,
              f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}"),
@@ -241,8 +261,13 @@ class MaskedAutoencoderViT(nn.Module):
         self.grad_checkpointing = False
         n = c.num_patches
 
-        # ---- encoder (names as in VisionTransformer)
-        self.patch_embed = PatchEmbed(c.patch_size, c.in_chans, c.embed_dim)
+        # ---- encoder (names as in VisionTransformer / ConvStemVisionTransformer)
+        self.patch_embed: nn.Module
+        if c.stem == "linear":
+            self.patch_embed = PatchEmbed(c.patch_size, c.in_chans, c.embed_dim)
+        else:
+            self.patch_embed = ConvStem(c.in_chans, c.stem_channels, c.embed_dim, c.stem,
+                                        c.cdc_theta)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, c.embed_dim))
         pos = torch.cat([torch.zeros(1, c.embed_dim), sincos_2d(c.grid_size, c.embed_dim)])
         self.register_buffer("pos_embed", pos.unsqueeze(0))  # [1, 1 + N, D], fixed
@@ -285,6 +310,8 @@ class MaskedAutoencoderViT(nn.Module):
                 nn.init.zeros_(m.bias)
         w = self.patch_embed.proj.weight
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        if isinstance(self.patch_embed, ConvStem):  # as ConvStemVisionTransformer's stem
+            self.patch_embed.init_weights(proj=False)  # the projection is initialised above
         nn.init.normal_(self.cls_token, std=0.02)
         nn.init.normal_(self.mask_token, std=0.02)
 
@@ -325,6 +352,18 @@ class MaskedAutoencoderViT(nn.Module):
                 f"img_size={tuple(imgs.shape[-2:])}"
             )
 
+    def pixel_mask(self, noise: torch.Tensor, mask_ratio: float) -> torch.Tensor:
+        """The mask :func:`random_masking` draws from ``noise [B, N]``, as pixels:
+        ``[B, 1, H, W]``, 1 on the hidden patches, 0 on the visible ones."""
+        keep = num_visible(noise.shape[1], mask_ratio)
+        ids_shuffle = torch.argsort(noise, dim=1)
+        mask = torch.ones_like(noise, dtype=torch.float32)
+        mask.scatter_(1, ids_shuffle[:, :keep], 0.0)
+        gh, gw = self.config.grid_size
+        p = self.config.patch_size
+        return mask.view(-1, 1, gh, 1, gw, 1).expand(-1, -1, -1, p, -1, p).reshape(
+            -1, 1, gh * p, gw * p)
+
     # ------------------------------------------------------------------ forward pieces
     def forward_encoder(
         self,
@@ -344,6 +383,15 @@ class MaskedAutoencoderViT(nn.Module):
         """
         self._check_input(imgs)
         ratio = self.config.mask_ratio if mask_ratio is None else mask_ratio
+        if isinstance(self.patch_embed, ConvStem):
+            # the stem's receptive field crosses patch borders: hide the masked pixels first
+            B, n = imgs.shape[0], self.config.num_patches
+            if noise is None:
+                noise = torch.rand(B, n, device=imgs.device)
+            elif tuple(noise.shape) != (B, n):
+                raise ValueError(f"masking noise must be [batch, num_patches] = [{B}, {n}], "
+                                 f"got {list(noise.shape)}")
+            imgs = imgs * (1.0 - self.pixel_mask(noise, ratio)).to(imgs.dtype)
         x = self.patch_embed(imgs).flatten(1, 2)  # [B, N, D]
         x = x + self.pos_embed[:, 1:].to(x.dtype)
         x, mask, ids_restore, _ = random_masking(x, ratio, noise)
@@ -475,7 +523,9 @@ class MaskedAutoencoderViT(nn.Module):
         ``global_pool="avg", fc_norm=False``, or another ``img_size``, for which the
         position embedding is resampled with the ViT's kernel).
         """
-        vit = VisionTransformer(self.vit_config(num_classes, **overrides))
+        cfg = self.vit_config(num_classes, **overrides)
+        vit = (ConvStemVisionTransformer(cfg) if isinstance(cfg, ConvStemViTConfig)
+               else VisionTransformer(cfg))
         sd = self.encoder_state_dict()
         if vit.config.grid_size != self.config.grid_size:  # fine-tuning at another size
             sd["pos_embed"] = resample_pos_embed(
@@ -532,6 +582,10 @@ def vit_config_from_mae(config: MAEConfig, num_classes: int = 0, **overrides: An
         "class_token": True,
         "drop_path_rate": c.drop_path_rate,
     }
+    if c.stem != "linear":  # the conv-stem ViT of vitfas.models.convstem
+        base.update(stem=c.stem, stem_channels=c.stem_channels, cdc_theta=c.cdc_theta)
+        base.update(overrides)
+        return ConvStemViTConfig(**base)
     base.update(overrides)
     return ViTConfig(**base)
 
@@ -555,6 +609,12 @@ def _register() -> None:
         ("mae_vit_small_patch16", {"embed_dim": 384, "depth": 12, "num_heads": 6,
                                    "decoder_embed_dim": 256, "decoder_depth": 4,
                                    "decoder_num_heads": 8}, None),
+        # The encoder of the from-scratch recipe (vit_cdcstem_w64_p8_64: 64 px, CDC stem
+        # 16/32/64, width 64, depth 4, 2 heads) with a 2-block decoder of the same width.
+        ("mae_vit_cdcstem_w64_p8_64", {"img_size": 64, "patch_size": 8, "embed_dim": 64,
+                                       "depth": 4, "num_heads": 2, "decoder_embed_dim": 64,
+                                       "decoder_depth": 2, "decoder_num_heads": 2,
+                                       "stem": "cdc", "stem_channels": (16, 32, 64)}, None),
     ]
     for name, kw, hub in specs:
         register_model(name, MAEConfig(**kw), builder=MaskedAutoencoderViT, hub_id=hub)
