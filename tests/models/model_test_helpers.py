@@ -40,3 +40,21 @@ def assert_onnx_parity(bundle: object, x: torch.Tensor, ref: torch.Tensor, path:
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = sess.run(None, {"image": x.numpy()})[0]
     np.testing.assert_allclose(got, ref.numpy(), atol=atol)
+
+
+def assert_attention_and_explain(model: nn.Module, x: torch.Tensor, tokens: int,
+                                 heads: int, depth: int, map_shape: tuple[int, int]) -> None:
+    """``model(x, return_attn=True)`` gives the plain logits and ``depth`` row-stochastic
+    ``[B, heads, tokens, tokens]`` maps, and every explain method gives finite
+    ``[B, *map_shape]`` maps."""
+    from vitfas.explain.explainer import explain
+
+    b = x.shape[0]
+    logits, attns = model(x, return_attn=True)
+    torch.testing.assert_close(logits, model(x), atol=1e-5, rtol=0)
+    assert [a.shape for a in attns] == [(b, heads, tokens, tokens)] * depth
+    torch.testing.assert_close(attns[0].sum(-1), torch.ones(b, heads, tokens), atol=1e-5, rtol=0)
+    for method in ("rollout", "grad-rollout", "attention"):
+        maps = explain(model, x, method).maps
+        assert maps.shape == (b, *map_shape), method
+        assert torch.isfinite(maps).all(), method

@@ -116,19 +116,11 @@ def test_forward_pieces_and_stem_grid(stem: str) -> None:
 
 
 def test_attention_maps_and_rollout() -> None:
-    from vitfas.explain.explainer import explain
+    from model_test_helpers import assert_attention_and_explain
 
     m = tiny(reg_tokens=1)
     x = torch.randn(2, 3, 32, 32)
-    logits, attns = m(x, return_attn=True)
-    torch.testing.assert_close(logits, m(x), atol=1e-5, rtol=0)
-    n = 2 + 64
-    assert [a.shape for a in attns] == [(2, 4, n, n)] * 2
-    torch.testing.assert_close(attns[0].sum(-1), torch.ones(2, 4, n), atol=1e-5, rtol=0)
-    for method in ("rollout", "grad-rollout", "attention"):
-        maps = explain(m, x, method).maps
-        assert maps.shape == (2, 8, 8), method
-        assert torch.isfinite(maps).all()
+    assert_attention_and_explain(m, x, tokens=2 + 64, heads=4, depth=2, map_shape=(8, 8))
     inter = m.forward_intermediates(x, indices=1, intermediates_only=True)
     assert inter[0].shape == (2, 32, 8, 8)
 

@@ -211,19 +211,11 @@ def test_every_parameter_gets_a_gradient_and_none_reaches_the_input() -> None:
 
 
 def test_attention_maps_and_rollout() -> None:
-    from vitfas.explain.explainer import explain
+    from model_test_helpers import assert_attention_and_explain
 
     m = tiny(img_size=32, lbp_grid=4)
-    x = torch.randn(2, 3, 32, 32)
-    logits, attns = m(x, return_attn=True)
-    torch.testing.assert_close(logits, m(x), atol=1e-5, rtol=0)
-    n = 1 + 16
-    assert [a.shape for a in attns] == [(2, 4, n, n)] * 2
-    torch.testing.assert_close(attns[0].sum(-1), torch.ones(2, 4, n), atol=1e-5, rtol=0)
-    for method in ("rollout", "grad-rollout", "attention"):
-        res = explain(m, x, method)
-        assert res.maps.shape == (2, 4, 4), method
-        assert torch.isfinite(res.maps).all()
+    assert_attention_and_explain(m, torch.randn(2, 3, 32, 32), tokens=1 + 16, heads=4,
+                                 depth=2, map_shape=(4, 4))
 
 
 def test_info_lists_the_model() -> None:
