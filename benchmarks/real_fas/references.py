@@ -1,21 +1,15 @@
-"""Two reference measurements on the real development set (throwaway methods, not vitfas API).
+"""A reference measurement on the real development set (a throwaway method, not vitfas API).
 
 ``fusion``: logistic-regression score fusion of two methods' ``scores.csv`` (fitted on the
 dev split, threshold at the dev EER, applied unchanged to test), next to each method alone.
 
-``lbp-grid``: colour LBP (the ``vitfas baseline lbp --features color`` descriptor) computed on
-a ``grid x grid`` partition of the 64 px crop, concatenated, standardised, RBF SVM (C=1,
-gamma="scale", balanced classes), score = SVM decision value. ``--grid 1`` is the global
-histogram of the shipped baseline (without its CV grid and Platt scaling).
-
-Both print test HTER at the dev-EER threshold (single-crossing rule: the threshold whose
+It prints test HTER at the dev-EER threshold (single-crossing rule: the threshold whose
 FAR and FRR are closest on dev), test AUC and test EER. Failure-to-acquire rows are left
 out (the figures are therefore not exactly vitfas's, which count them)::
 
     R=/work/real_fas
     python benchmarks/real_fas/references.py fusion \
         $R/runs/cross-camera/lbp-color/scores.csv $R/runs/cross-camera/vit/eval/scores.csv
-    python benchmarks/real_fas/references.py lbp-grid $R/cross-camera/manifest.csv --grid 2
 """
 
 from __future__ import annotations
@@ -86,55 +80,14 @@ def fusion(a_path: Path, b_path: Path) -> None:
     report("LR fusion (fit on dev)", {k: fused[split == k] for k in y}, y)
 
 
-def lbp_grid(manifest: Path, grid: int) -> None:
-    """Grid colour-LBP + RBF SVM on one protocol manifest."""
-    import cv2
-    from skimage.feature import local_binary_pattern
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import SVC
-
-    from vitfas.baselines.lbp import channel_planes, resize_square
-
-    feats: dict[str, list[np.ndarray]] = {"train": [], "dev": [], "test": []}
-    labels: dict[str, list[int]] = {"train": [], "dev": [], "test": []}
-    with open(manifest, newline="") as f:
-        for r in csv.DictReader(f):
-            if r["fta"] in ("1", "true") or r["split"] not in feats:
-                continue
-            bgr = cv2.imread(str(manifest.parent / r["path"]))
-            planes = channel_planes(resize_square(bgr[..., ::-1].copy(), 64), "color")
-            codes = np.stack([local_binary_pattern(p, 8, 1, "nri_uniform")[1:-1, 1:-1]
-                              for p in planes])
-            cell = codes.shape[1] // grid
-            hists = [np.bincount(c.astype(np.int64).ravel(), minlength=59) / c.size
-                     for i in range(grid) for j in range(grid)
-                     for c in codes[:, i * cell:(i + 1) * cell, j * cell:(j + 1) * cell]]
-            feats[r["split"]].append(np.concatenate(hists))
-            labels[r["split"]].append(int(r["label"] == "live"))
-    x = {k: np.stack(v) for k, v in feats.items()}
-    y = {k: np.array(v) for k, v in labels.items()}
-    svm = make_pipeline(StandardScaler(), SVC(C=1.0, gamma="scale", class_weight="balanced"))
-    svm.fit(x["train"], y["train"])
-    splits = ("dev", "test")
-    report(f"colour LBP {grid}x{grid} + SVM", {k: svm.decision_function(x[k]) for k in splits},
-           {k: y[k] for k in splits})
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     f = sub.add_parser("fusion", help="LR fusion of two scores.csv files")
     f.add_argument("a", type=Path)
     f.add_argument("b", type=Path)
-    g = sub.add_parser("lbp-grid", help="grid colour LBP + RBF SVM")
-    g.add_argument("manifest", type=Path)
-    g.add_argument("--grid", type=int, default=2)
     args = ap.parse_args()
-    if args.cmd == "fusion":
-        fusion(args.a, args.b)
-    else:
-        lbp_grid(args.manifest, args.grid)
+    fusion(args.a, args.b)
 
 
 if __name__ == "__main__":

@@ -200,3 +200,16 @@ def test_serve_answers_with_the_lbp_bundle(lbp_run: Path, texture_manifest: Path
         assert c.get("/v1/model").json()["kind"] == "lbp-svm"
     with pytest.raises(Exception, match="scikit-learn"):
         load_predictor(lbp_run, runtime="onnx")
+
+
+def test_cells_bundle_round_trip(texture_manifest: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cells"
+    assert main(["-q", "baseline", "lbp", str(texture_manifest), "-o", str(out),
+                 "--features", "gray", "--size", "32", "--cells", "2"]) == 0
+    b = load_lbp_bundle(out)
+    assert b.lbp.cells == 2 and b.lbp.length == 4 * 59
+    meta = json.loads((out / "metrics.json").read_text())["meta"]
+    assert "2x2 cells" in meta["method"]
+    rows = [r for r in _scores_csv(out) if r["split"] == "test" and r["score"]]
+    crops = [load_image(texture_manifest.parent / r["path"]) for r in rows]
+    np.testing.assert_allclose(b.score_crops(crops), [float(r["score"]) for r in rows], rtol=1e-7)

@@ -91,3 +91,44 @@ def test_resize_and_config_checks() -> None:
     assert LBPConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(BadConfigError, match="length"):
         LBPConfig.from_dict({**cfg.to_dict(), "length": 59})
+
+
+def test_cells_keep_where_the_texture_is() -> None:
+    # 10x10 plane, interior 8x8 (R=1). Left half of the plane constant 100, right half 200.
+    # Interior columns 1..4 see only 100s except column 4, whose right neighbours are 200
+    # (all >= centre, so still the all-ones code 57); columns 5..8 are 200s whose left
+    # neighbours at column 5 are 100 (< centre). With 2x2 cells of the 8x8 interior (4x4
+    # pixels each), the left cells are pure code 57 and the right cells hold column 5's
+    # 4 pixels of another code and 12 pixels of code 57.
+    plane = np.full((10, 10), 100, np.uint8)
+    plane[:, 5:] = 200
+    h = lbp_histogram(plane, 8, 1.0, "nri_uniform", cells=2).reshape(4, 59)
+    for left in (0, 2):
+        assert h[left, 57] == 1.0
+    for right in (1, 3):
+        assert h[right, 57] == pytest.approx(12 / 16)
+        assert np.count_nonzero(h[right]) == 2
+    glob = lbp_histogram(plane, 8, 1.0, "nri_uniform")
+    np.testing.assert_allclose(h.mean(axis=0), glob)  # equal cells: the mean is the global
+    # cells=1 is the classic global descriptor, bit for bit
+    rgb = np.random.default_rng(1).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    one = LBPConfig("color", size=32)
+    same = lbp_features(rgb, LBPConfig("color", 32, cells=1))
+    assert np.array_equal(lbp_features(rgb, one), same)
+    two = LBPConfig("color", size=32, cells=2)
+    f = lbp_features(rgb, two)
+    assert two.length == 6 * 4 * 59 == f.shape[0]
+    np.testing.assert_allclose(f.reshape(6 * 4, 59).sum(axis=1), 1.0)
+    # channel-major: plane Y's 4 cells first; their mean is Y's global histogram (30 = 2 x 15)
+    np.testing.assert_allclose(f[:4 * 59].reshape(4, 59).mean(axis=0), lbp_features(rgb, one)[:59])
+
+
+def test_cells_config_round_trip_and_checks() -> None:
+    cfg = LBPConfig("gray", 32, cells=3)
+    assert LBPConfig.from_dict(cfg.to_dict()) == cfg
+    old = {k: v for k, v in cfg.to_dict().items() if k not in ("cells", "length")}
+    assert LBPConfig.from_dict(old).cells == 1  # bundles from before cells existed
+    with pytest.raises(BadConfigError, match="cells"):
+        LBPConfig("gray", 32, cells=0)
+    with pytest.raises(BadConfigError, match="cells"):
+        LBPConfig("gray", 8, cells=7)  # interior is 6x6

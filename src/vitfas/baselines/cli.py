@@ -53,6 +53,9 @@ def register(subparsers: Any) -> None:
     q.add_argument("--method", choices=METHODS, default="nri_uniform",
                    help="nri_uniform: P(P-1)+3 bins, the LBP u2 histogram (default); "
                    "uniform: P+2 rotation-invariant bins")
+    q.add_argument("--cells", type=int, default=1,
+                   help="cut the crop into CELLS x CELLS cells, one histogram each, so the "
+                   "descriptor keeps where a texture is (default 1: one global histogram)")
     q.add_argument("--seed", type=int, default=0, help="seeds the CV folds and the SVM")
     q.add_argument("--grid-samples", type=int, default=GRID_SAMPLES,
                    help="most training images the C/gamma grid search uses, a stratified "
@@ -82,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from vitfas.metrics.evaluation import format_summary
 
     parse_criterion(args.criterion)
-    cfg = LBPConfig(args.features, args.size, args.points, args.radii, args.method)
+    cfg = LBPConfig(args.features, args.size, args.points, args.radii, args.method, args.cells)
     payload = run_lbp_baseline(
         args.manifest, args.output, lbp=cfg, seed=args.seed, train_split=args.train_split,
         dev_split=args.dev_split, test_split=args.test_split, criterion=args.criterion,

@@ -14,8 +14,11 @@ Recipe (:class:`LBPConfig`):
    ``method="uniform"`` gives the ``P + 2`` rotation-invariant bins);
 4. only interior pixels, whose whole circle of neighbours lies inside the image (a border
    of ``ceil(R)`` pixels is left out), are counted; each histogram is normalised to sum 1;
-5. the histograms are concatenated in the order channel-major, radius-minor:
-   ``[ch0 R0, ch0 R1, ..., ch1 R0, ...]``.
+5. with ``cells = n > 1`` the interior is cut into an ``n x n`` grid of near-equal cells
+   (``numpy.array_split`` row and column bounds) and each cell gets its own normalised
+   histogram (row-major cells), which keeps where on the face a texture occurs;
+6. the histograms are concatenated in the order channel, radius, cell:
+   ``[ch0 R0 cell0, ch0 R0 cell1, ..., ch0 R1 cell0, ..., ch1 R0 cell0, ...]``.
 
 A constant image therefore has every interior code equal to the "all neighbours >= centre"
 pattern: bin ``P (P - 1) + 1`` (57 for ``P = 8``) with ``nri_uniform``, bin ``P`` with
@@ -50,6 +53,8 @@ class LBPConfig:
         radii: circle radii ``R``; more than one gives a multi-scale descriptor.
         method: ``"nri_uniform"`` (uniform patterns, not rotation invariant) or
             ``"uniform"`` (rotation-invariant uniform patterns).
+        cells: ``n`` cuts the interior into ``n x n`` cells with one histogram each
+            (1 = one histogram of the whole crop, the classic global descriptor).
     """
 
     features: str = "gray"
@@ -57,6 +62,7 @@ class LBPConfig:
     points: int = 8
     radii: tuple[float, ...] = (1.0,)
     method: str = "nri_uniform"
+    cells: int = 1
 
     def __post_init__(self) -> None:
         if self.features not in FEATURES:
@@ -77,6 +83,11 @@ class LBPConfig:
                 f"LBP size: expected an int > {2 * border} (twice the largest radius), got "
                 f"{self.size!r}"
             )
+        if not (isinstance(self.cells, int) and 1 <= self.cells <= self.size - 2 * border):
+            raise BadConfigError(
+                f"LBP cells: expected an int from 1 to {self.size - 2 * border} (the interior "
+                f"side at size {self.size}), got {self.cells!r}"
+            )
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -91,24 +102,26 @@ class LBPConfig:
 
     @property
     def length(self) -> int:
-        """Feature vector length: ``channels x radii x bins``."""
-        return len(self.channels) * len(self.radii) * self.bins
+        """Feature vector length: ``channels x radii x cells^2 x bins``."""
+        return len(self.channels) * len(self.radii) * self.cells ** 2 * self.bins
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (with the derived ``channels``, ``bins`` and ``length`` for readers)."""
         return {"features": self.features, "size": self.size, "points": self.points,
-                "radii": list(self.radii), "method": self.method,
+                "radii": list(self.radii), "method": self.method, "cells": self.cells,
                 "channels": list(self.channels), "bins": self.bins, "length": self.length}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LBPConfig:
-        """Inverse of :meth:`to_dict` (derived keys are checked, not trusted)."""
+        """Inverse of :meth:`to_dict` (derived keys are checked, not trusted; a dict
+        without ``cells``, from before cells existed, means 1)."""
         keys = ("features", "size", "points", "radii", "method")
         missing = [k for k in keys if k not in d]
         if missing:
             raise BadConfigError(f"LBP config lacks {missing}; found keys {sorted(d)}")
         cfg = cls(str(d["features"]), int(d["size"]), int(d["points"]),
-                  tuple(float(r) for r in d["radii"]), str(d["method"]))
+                  tuple(float(r) for r in d["radii"]), str(d["method"]),
+                  int(d.get("cells", 1)))
         if "length" in d and int(d["length"]) != cfg.length:
             raise BadConfigError(
                 f"LBP config says length {d['length']} but its recipe gives {cfg.length}"
@@ -150,12 +163,13 @@ def channel_planes(rgb: np.ndarray, features: str) -> np.ndarray:
 
 
 def lbp_histogram(plane: np.ndarray, points: int = 8, radius: float = 1.0,
-                  method: str = "nri_uniform") -> np.ndarray:
-    """Normalised histogram of the LBP codes of one ``[H, W]`` plane's interior pixels.
+                  method: str = "nri_uniform", cells: int = 1) -> np.ndarray:
+    """Normalised histogram(s) of the LBP codes of one ``[H, W]`` plane's interior pixels.
 
     Returns:
-        ``[bins]`` float64 summing to 1, ``bins = P (P - 1) + 3`` (``nri_uniform``) or
-        ``P + 2`` (``uniform``).
+        ``[cells^2 * bins]`` float64: one histogram per cell of an ``cells x cells`` grid
+        over the interior (row-major), each summing to 1; ``bins = P (P - 1) + 3``
+        (``nri_uniform``) or ``P + 2`` (``uniform``).
     """
     from skimage.feature import local_binary_pattern
 
@@ -166,12 +180,18 @@ def lbp_histogram(plane: np.ndarray, points: int = 8, radius: float = 1.0,
         raise BadImageError(
             f"plane {plane.shape} too small for LBP radius {radius} (needs > {2 * b} pixels)"
         )
-    codes = local_binary_pattern(plane, points, radius, method)[b:-b, b:-b]
+    codes = local_binary_pattern(plane, points, radius, method)[b:-b, b:-b].astype(np.int64)
+    if cells > min(codes.shape):
+        raise BadImageError(f"LBP interior {codes.shape} is too small for {cells} x {cells} cells")
     bins = points * (points - 1) + 3 if method == "nri_uniform" else points + 2
-    hist = np.bincount(codes.astype(np.int64).ravel(), minlength=bins).astype(np.float64)
-    if hist.shape[0] != bins:  # pragma: no cover - skimage's code range is fixed
-        raise BadImageError(f"LBP gave codes up to {hist.shape[0] - 1}, expected < {bins}")
-    return hist / hist.sum()
+    hists = []
+    for rows in np.array_split(codes, cells, axis=0):
+        for cell in np.array_split(rows, cells, axis=1):
+            hist = np.bincount(cell.ravel(), minlength=bins).astype(np.float64)
+            if hist.shape[0] != bins:  # pragma: no cover - skimage's code range is fixed
+                raise BadImageError(f"LBP gave codes up to {hist.shape[0] - 1}, expected < {bins}")
+            hists.append(hist / hist.sum())
+    return np.concatenate(hists)
 
 
 def lbp_features(rgb: np.ndarray, cfg: LBPConfig) -> np.ndarray:
@@ -182,10 +202,11 @@ def lbp_features(rgb: np.ndarray, cfg: LBPConfig) -> np.ndarray:
         cfg: the recipe.
 
     Returns:
-        ``[cfg.length]`` float64: concatenated per-plane, per-radius normalised histograms.
+        ``[cfg.length]`` float64: concatenated per-plane, per-radius, per-cell normalised
+        histograms.
     """
     planes = channel_planes(resize_square(rgb, cfg.size), cfg.features)
-    out = np.concatenate([lbp_histogram(pl, cfg.points, r, cfg.method)
+    out = np.concatenate([lbp_histogram(pl, cfg.points, r, cfg.method, cfg.cells)
                           for pl in planes for r in cfg.radii])
     if out.shape != (cfg.length,):  # pragma: no cover - guarded by LBPConfig
         raise BadConfigError(f"LBP descriptor has shape {out.shape}, expected ({cfg.length},)")

@@ -155,7 +155,8 @@ def run_lbp_baseline(
     model_id = f"lbp-svm-{lbp.features}@{bundle_cfg['model_sha256'][:12]}"
     source = {"bundle": str(out), "model_id": model_id,
               "method": f"LBP {lbp.features} ({lbp.points},{list(lbp.radii)},{lbp.method}, "
-                        f"{lbp.size}px) + RBF SVM",
+                        f"{lbp.size}px{f', {lbp.cells}x{lbp.cells} cells' if lbp.cells > 1 else ''}"
+                        ") + RBF SVM",
               "svm": f"C={fit.params['C']:g} gamma={fit.params['gamma']:.4g} "
                      f"(CV AUC {fit.info['cv_auc']:.4f}, {fit.info['cv_folds']} folds)",
               "train_rows": int(train_mask.sum())}
