@@ -163,6 +163,18 @@ def test_embedding_end_to_end_equals_the_baseline_descriptor() -> None:
     for i in range(2):
         np.testing.assert_allclose(hist[i, 0, 0].numpy(), lbp_features(img[i], cfg),
                                    atol=1e-6)
+    # grid 3 on the 18x18 interior of a 20 px crop (cells of 6 px) and grid 4 on the 22x22 interior of a
+    # 24 px crop (uneven cells 5, 6, 5, 6): the tokens are the baseline's --cells descriptor,
+    # reordered from (plane, cell) to (cell, plane)
+    for size, grid in ((20, 3), (24, 4)):
+        img = rng.integers(0, 256, (2, size, size, 3), dtype=np.uint8)
+        emb = LBPTokenEmbed(size, grid, 8, MEAN, STD)
+        hist = emb.histograms(emb.codes(emb.planes(normalise(img))))
+        cfg = LBPConfig(features="color", size=size, cells=grid)
+        for i in range(2):
+            base = lbp_features(img[i], cfg).reshape(6, grid, grid, 59).transpose(1, 2, 0, 3)
+            np.testing.assert_allclose(hist[i].numpy(), base.reshape(grid, grid, 6 * 59),
+                                       atol=1e-6)
 
 
 def test_config_validation_and_roundtrip() -> None:

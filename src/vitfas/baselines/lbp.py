@@ -14,9 +14,11 @@ Recipe (:class:`LBPConfig`):
    ``method="uniform"`` gives the ``P + 2`` rotation-invariant bins);
 4. only interior pixels, whose whole circle of neighbours lies inside the image (a border
    of ``ceil(R)`` pixels is left out), are counted; each histogram is normalised to sum 1;
-5. with ``cells = n > 1`` the interior is cut into an ``n x n`` grid of near-equal cells
-   (``numpy.array_split`` row and column bounds) and each cell gets its own normalised
-   histogram (row-major cells), which keeps where on the face a texture occurs;
+5. with ``cells = n > 1`` the interior is cut into an ``n x n`` grid of cells exactly as the
+   LBP-token ViT cuts it (:func:`vitfas.models.lbptokens.cell_bounds`: cell ``i`` of ``m``
+   interior rows covers rows ``floor(i m / n) .. floor((i + 1) m / n) - 1``, columns alike)
+   and each cell gets its own normalised histogram (row-major cells), which keeps where on
+   the face a texture occurs;
 6. the histograms are concatenated in the order channel, radius, cell:
    ``[ch0 R0 cell0, ch0 R0 cell1, ..., ch0 R1 cell0, ..., ch1 R0 cell0, ...]``.
 
@@ -184,10 +186,12 @@ def lbp_histogram(plane: np.ndarray, points: int = 8, radius: float = 1.0,
     if cells > min(codes.shape):
         raise BadImageError(f"LBP interior {codes.shape} is too small for {cells} x {cells} cells")
     bins = points * (points - 1) + 3 if method == "nri_uniform" else points + 2
+    from vitfas.models.lbptokens import cell_bounds  # the LBP-token ViT's cells
+
     hists = []
-    for rows in np.array_split(codes, cells, axis=0):
-        for cell in np.array_split(rows, cells, axis=1):
-            hist = np.bincount(cell.ravel(), minlength=bins).astype(np.float64)
+    for r0, r1 in cell_bounds(codes.shape[0], cells):
+        for c0, c1 in cell_bounds(codes.shape[1], cells):
+            hist = np.bincount(codes[r0:r1, c0:c1].ravel(), minlength=bins).astype(np.float64)
             if hist.shape[0] != bins:  # pragma: no cover - skimage's code range is fixed
                 raise BadImageError(f"LBP gave codes up to {hist.shape[0] - 1}, expected < {bins}")
             hists.append(hist / hist.sum())
