@@ -29,6 +29,7 @@ __all__ = [
     "FIXTURES_ENV",
     "MULTI_FACE_LAYOUT",
     "default_fixtures_dir",
+    "empty_report",
     "expected_from_name",
     "fixture_markdown",
     "fixture_report",
@@ -107,6 +108,13 @@ def _face_row(file: str, expected: str | None, where: str, face: dict[str, Any] 
             "right": right, "note": note}
 
 
+def empty_report(folder: str | None, status: str, line: str, **extra: Any) -> dict[str, Any]:
+    """A :func:`fixture_report` with no photo scored (``status`` ``"skipped"`` or ``"off"``),
+    ``line`` saying why; ``extra`` keys are added (``reason``)."""
+    return {"folder": folder, "status": status, **extra, "rows": [],
+            "single": {"right": 0, "n": 0}, "multi": [], "line": line}
+
+
 def fixture_report(folder: str | Path, records: Sequence[dict[str, Any]] | None
                    ) -> dict[str, Any]:
     """Count what the bundle got right on the fixture photos.
@@ -126,8 +134,7 @@ def fixture_report(folder: str | Path, records: Sequence[dict[str, Any]] | None
     folder = str(folder)
     if records is None:
         line = f"skipped: no fixture folder at {folder}"
-        return {"folder": folder, "status": "skipped", "reason": line, "rows": [],
-                "single": {"right": 0, "n": 0}, "multi": [], "line": line}
+        return empty_report(folder, "skipped", line, reason=line)
     rows: list[dict[str, Any]] = []
     single_right = single_n = 0
     multi: list[dict[str, Any]] = []

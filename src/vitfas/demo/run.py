@@ -462,12 +462,11 @@ def _fixtures_dir(fixtures: str | Path | None) -> Path | None:
 def _fixtures(bundle: Any, folder: Path | None, out_dir: Path) -> dict[str, Any]:
     """Score the fixture photos with the bundle (its detector and dev threshold) and
     count what it got right; ``fixtures.jsonl`` keeps the raw records."""
-    from vitfas.demo.fixtures import fixture_report, score_fixtures
+    from vitfas.demo.fixtures import empty_report, fixture_report, score_fixtures
     from vitfas.predict import Predictor
 
     if folder is None:
-        return {"folder": None, "status": "off", "rows": [], "single": {"right": 0, "n": 0},
-                "multi": [], "line": "off (--no-fixtures)"}
+        return empty_report(None, "off", "off (--no-fixtures)")
     if not folder.is_dir():
         return fixture_report(folder, None)
     recs = score_fixtures(Predictor(bundle), folder)
