@@ -197,6 +197,20 @@ def unpatchify(
     return x.reshape(B, in_chans, h * p, w * p)
 
 
+def masking_noise(noise: torch.Tensor | None, batch: int, num_patches: int,
+                  device: torch.device | str) -> torch.Tensor:
+    """``noise`` checked to be ``[batch, num_patches]``, or uniform random noise of that
+    shape on ``device`` when ``None``."""
+    if noise is None:
+        return torch.rand(batch, num_patches, device=device)
+    if tuple(noise.shape) != (batch, num_patches):
+        raise ValueError(
+            f"masking noise must be [batch, num_patches] = [{batch}, {num_patches}], got "
+            f"{list(noise.shape)}"
+        )
+    return noise
+
+
 def random_masking(
     x: torch.Tensor, mask_ratio: float, noise: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -213,12 +227,7 @@ def random_masking(
     """
     B, N, D = x.shape
     keep = num_visible(N, mask_ratio)
-    if noise is None:
-        noise = torch.rand(B, N, device=x.device)
-    elif tuple(noise.shape) != (B, N):
-        raise ValueError(
-            f"masking noise must be [batch, num_patches] = [{B}, {N}], got {list(noise.shape)}"
-        )
+    noise = masking_noise(noise, B, N, x.device)
     ids_shuffle = torch.argsort(noise.to(x.device), dim=1)
     ids_restore = torch.argsort(ids_shuffle, dim=1)
     ids_keep = ids_shuffle[:, :keep]
@@ -385,12 +394,7 @@ class MaskedAutoencoderViT(nn.Module):
         ratio = self.config.mask_ratio if mask_ratio is None else mask_ratio
         if isinstance(self.patch_embed, ConvStem):
             # the stem's receptive field crosses patch borders: hide the masked pixels first
-            B, n = imgs.shape[0], self.config.num_patches
-            if noise is None:
-                noise = torch.rand(B, n, device=imgs.device)
-            elif tuple(noise.shape) != (B, n):
-                raise ValueError(f"masking noise must be [batch, num_patches] = [{B}, {n}], "
-                                 f"got {list(noise.shape)}")
+            noise = masking_noise(noise, imgs.shape[0], self.config.num_patches, imgs.device)
             imgs = imgs * (1.0 - self.pixel_mask(noise, ratio)).to(imgs.dtype)
         x = self.patch_embed(imgs).flatten(1, 2)  # [B, N, D]
         x = x + self.pos_embed[:, 1:].to(x.dtype)
@@ -628,6 +632,7 @@ __all__ = [
     "MAEOutput",
     "MaskedAutoencoderViT",
     "encoder_state_dict",
+    "masking_noise",
     "num_visible",
     "patchify",
     "per_patch_normalise",
